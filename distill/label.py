@@ -1,0 +1,80 @@
+"""Label a dataset with a teacher's logits once, so students train without the teacher in memory.
+
+    python -m distill.label --teacher ./my-teacher --task sst2 --data ./glue/SST-2 --output-dir runs/sst2-labels
+    python -m distill.label --teacher textattack/bert-base-uncased-SST-2 --task sst2 --output-dir runs/sst2-labels
+
+A second run with the same teacher, data and settings reuses the label set; a changed input
+relabels it. A killed run resumes from the chunks it had finished.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from distill.data import load_splits, resolve_task
+from distill.errors import DistillError
+from distill.train import _help, build_parser
+
+
+@dataclass
+class LabelArgs:
+    """Everything `python -m distill.label` takes; each field is one dashed flag."""
+
+    teacher: str | None = field(default=None, metadata=_help(
+        "teacher: hub id or local folder of an AutoModelForSequenceClassification (required)"))
+    output_dir: str | None = field(default=None, metadata=_help("where the label set goes (required)"))
+    task: str = field(default="sst2", metadata=_help(
+        "GLUE task (sst2, cola, mrpc, qqp, mnli, qnli, rte) or a custom name with --text-column"))
+    data: str | None = field(default=None, metadata=_help(
+        "local data folder with train and dev files; default: datasets.load_dataset('glue', task)"))
+    text_column: str | None = field(default=None, metadata=_help("text column of custom data"))
+    text_pair_column: str | None = field(default=None, metadata=_help("second text column (pairs)"))
+    label_column: str | None = field(default=None, metadata=_help("label column of custom data"))
+    max_length: int = field(default=128, metadata=_help("teacher tokens per example (truncation)"))
+    batch_size: int = field(default=64, metadata=_help("teacher batch size"))
+    device: str | None = field(default=None, metadata=_help("cpu or cuda (default: cuda if present)"))
+    threads: int | None = field(default=None, metadata=_help("CPU threads (default: torch's)"))
+    trust_remote_code: bool = field(default=False, metadata=_help(
+        "allow a hub teacher to run its own code (off: only trust code you have read)"))
+    no_progress: bool = field(default=False, metadata=_help("no progress bar"))
+
+    def __post_init__(self) -> None:
+        if not self.teacher:
+            raise DistillError("--teacher is required: a hub id or a local model folder")
+        if not self.output_dir:
+            raise DistillError("--output-dir is required: the folder for the label set")
+        if self.max_length < 8:
+            raise DistillError(f"--max-length {self.max_length} is too short; use at least 8")
+        if self.batch_size < 1:
+            raise DistillError(f"--batch-size {self.batch_size} must be >= 1")
+
+
+def main(argv: list[str] | None = None):
+    """Parse argv, load the data, label it (or reuse a finished label set)."""
+    from distill import teacher
+
+    try:
+        ns = build_parser(LabelArgs, "python -m distill.label", __doc__.split("\n\n")[0]).parse_args(argv)
+        args = LabelArgs(**vars(ns))
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        text_cols = tuple(c for c in (args.text_column, args.text_pair_column) if c) or None
+        task, splits = load_splits(resolve_task(args.task, text_cols, args.label_column), args.data)
+        device = torch.device(args.device) if args.device else teacher.default_device()
+        return teacher.label(
+            args.teacher, task, splits, args.output_dir, max_length=args.max_length,
+            batch_size=args.batch_size, device=device, trust_remote_code=args.trust_remote_code,
+            data_source=args.data or f"glue/{task.name}", progress=not args.no_progress)
+    except DistillError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

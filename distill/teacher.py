@@ -1,0 +1,209 @@
+"""The teacher: load any `AutoModelForSequenceClassification`, and label a dataset with its logits once.
+
+Labelling runs under `torch.inference_mode` in length-sorted batches (far less padding than a fixed
+length), on the GPU when there is one, with a progress bar. It works through the data in chunks
+and saves each finished chunk atomically, so a killed run resumes where it stopped. The finished
+label set is assembled in a temporary folder and renamed into place; a second run with the same
+teacher, data and settings finds it by its key and reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from distill.data import Split, Task, content_hash
+from distill.errors import DistillError
+from distill.labelset import FORMAT_VERSION, SPLITS, LabelSet, write_label_set
+
+CHUNK_ROWS = 2048  # rows per resumable unit of work
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _hub_error(name: str, e: Exception) -> DistillError:
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    return DistillError(
+        f"could not load teacher '{name}' ({first}); if the Hugging Face hub cannot be reached, "
+        "pass --teacher PATH to a local folder saved with save_pretrained, or --labels DIR"
+    )
+
+
+def load_teacher(name: str, task: Task, device: torch.device | None = None,
+                 trust_remote_code: bool = False):
+    """Load a teacher and its tokenizer from a hub id or a local folder, and check its labels."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+        raise DistillError(f"--teacher {name}: no such folder; pass a local model folder or a hub id")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise _hub_error(name, e) from None
+    check_teacher_labels(model.config, task, name)
+    model.eval().to(device or default_device())
+    return model, tokenizer
+
+
+def check_teacher_labels(config, task: Task, name: str) -> None:
+    """The teacher must predict the task's labels: same count, and same names when it names them."""
+    n = config.num_labels
+    if n != task.num_labels:
+        raise DistillError(
+            f"teacher '{name}' has {n} labels but task {task.name} has {task.num_labels} "
+            f"({', '.join(task.label_names)}); use a teacher fine-tuned on this task"
+        )
+    names = [str(config.id2label[i]).lower() for i in range(n)]
+    generic = all(x == f"label_{i}" for i, x in enumerate(names))
+    if not generic and names != [x.lower() for x in task.label_names]:
+        raise DistillError(
+            f"teacher '{name}' labels {names} do not match task {task.name}'s "
+            f"{list(task.label_names)}; check the label order, or fix id2label in its config.json"
+        )
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """A hash of the teacher's weights: the same weights give the same label-set key."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def count_teacher_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(all parameters, parameters without the word/position/type embedding tables)."""
+    total = sum(p.numel() for p in model.parameters())
+    emb = sum(p.numel() for n, p in model.named_parameters() if n.endswith("_embeddings.weight"))
+    return total, total - emb
+
+
+@torch.inference_mode()
+def predict_logits(model, tokenizer, texts: list[tuple[str, ...]], max_length: int,
+                   batch_size: int, device: torch.device) -> np.ndarray:
+    """Teacher logits (N, C) for `texts`, computed in length-sorted batches."""
+    cols = list(zip(*texts))
+    lengths = np.asarray([len(x) for x in tokenizer(*cols, truncation=True,
+                                                     max_length=max_length)["input_ids"]])
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    order = np.argsort(-lengths, kind="stable")
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        enc = tokenizer(*([c[j] for j in idx] for c in cols), truncation=True,
+                        max_length=max_length, padding=True, return_tensors="pt").to(device)
+        out[idx] = model(**enc).logits.float().cpu().numpy()
+    return out
+
+
+def compute_key(teacher_fp: str, data_hash: str, task: Task, max_length: int) -> str:
+    blob = json.dumps({"format": FORMAT_VERSION, "teacher": teacher_fp, "data": data_hash,
+                       "task": task.to_dict(), "max_length": max_length}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def label(
+    teacher_name: str, task: Task, splits: dict[str, Split], output_dir: str | Path,
+    max_length: int = 128, batch_size: int = 64, device: torch.device | None = None,
+    trust_remote_code: bool = False, data_source: str = "", progress: bool = True,
+) -> LabelSet:
+    """Label `splits` with the teacher into `output_dir`, reusing a finished identical label set."""
+    from distill.evaluate import compute_metric
+
+    output_dir = Path(output_dir)
+    device = device or default_device()
+    model, tokenizer = load_teacher(teacher_name, task, device, trust_remote_code)
+    data_hash = content_hash(splits)
+    teacher_fp = fingerprint(model)
+    key = compute_key(teacher_fp, data_hash, task, max_length)
+
+    if (output_dir / "manifest.json").is_file():
+        try:
+            old = json.loads((output_dir / "manifest.json").read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if old.get("key") == key:
+            print(f"reusing label set {output_dir} (same teacher, data and settings)")
+            return LabelSet.load(output_dir)
+        print(f"{output_dir} holds a label set for other inputs; relabelling")
+
+    # Finished chunks live here until the label set is complete: a killed run picks them up.
+    work = output_dir.parent / f".{output_dir.name}.partial-{key[:12]}"
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    total = sum(len(splits[s]) for s in SPLITS)
+    logits: dict[str, np.ndarray] = {}
+    with tqdm(total=total, desc="teacher labelling", unit="row", disable=not progress,
+              mininterval=1.0) as bar:
+        for name in SPLITS:
+            split = splits[name]
+            parts = []
+            for c, start in enumerate(range(0, len(split), CHUNK_ROWS)):
+                chunk_path = work / f"{name}-{c:05d}.npy"
+                rows = split.texts[start : start + CHUNK_ROWS]
+                if chunk_path.is_file():
+                    part = np.load(chunk_path)
+                else:
+                    part = predict_logits(model, tokenizer, rows, max_length, batch_size, device)
+                    tmp = chunk_path.with_suffix(".tmp.npy")
+                    np.save(tmp, part)
+                    os.replace(tmp, chunk_path)
+                parts.append(part)
+                bar.update(len(rows))
+            logits[name] = np.concatenate(parts)
+    seconds = time.perf_counter() - t0
+
+    dev = splits["dev"]
+    has_gold = dev.labels >= 0
+    dev_metric = (compute_metric(task.metric, logits["dev"][has_gold].argmax(1), dev.labels[has_gold])
+                  if has_gold.any() else None)
+    params, params_wo = count_teacher_parameters(model)
+    tok_json = tokenizer.backend_tokenizer.to_str() if getattr(tokenizer, "is_fast", False) else None
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "key": key,
+        "task": task.to_dict(),
+        "teacher": {
+            "id": teacher_name,
+            "name": Path(teacher_name.rstrip("/")).name,
+            "fingerprint": teacher_fp,
+            "config": model.config.to_dict(),
+            "dev_metric": dev_metric,
+            "params": params,
+            "params_without_embeddings": params_wo,
+            "max_length": max_length,
+        },
+        "data": {"source": data_source, "hash": data_hash,
+                 "rows": {s: len(splits[s]) for s in SPLITS}},
+        "settings": {"max_length": max_length, "batch_size": batch_size, "device": str(device)},
+        "labelling_seconds": round(seconds, 1),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp_dir = output_dir.parent / f".{output_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    write_label_set(tmp_dir, manifest, splits, logits, tok_json,
+                    model.get_input_embeddings().weight)
+    from distill.io import replace_dir
+
+    replace_dir(tmp_dir, output_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    metric_txt = f"{dev_metric:.4f}" if dev_metric is not None else "n/a"
+    print(f"labelled {total} rows in {seconds:.0f}s; teacher dev {task.metric} {metric_txt}; "
+          f"label set in {output_dir}")
+    return LabelSet.load(output_dir)
+
+
+def cache_dir() -> Path:
+    """Where `distill.train --teacher` keeps label sets: $DISTILL_CACHE or ~/.cache/distill-workbench."""
+    return Path(os.environ.get("DISTILL_CACHE", Path.home() / ".cache" / "distill-workbench"))

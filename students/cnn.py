@@ -1,0 +1,107 @@
+"""TextCNN student (Kim 2014, "Convolutional Neural Networks for Sentence Classification"):
+embedding -> Conv1d of several filter widths with ReLU -> max over time -> dropout -> linear.
+
+Padding invariance: pad embeddings are zeroed and the convolution is "wide" (k-1 zeros on both
+sides), so a right-padded row sees exactly the zeros it would see alone; outputs whose window
+holds no real token are masked out of the max. Rows shorter than the widest filter need nothing
+special: each width keeps at least one output that overlaps a real token.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from students.layers import (
+    MLPHead,
+    check,
+    check_common,
+    count_parameters,
+    encode_inputs,
+    masked_max_pool,
+)
+
+
+@dataclass
+class TextCNNConfig:
+    vocab_size: int
+    num_labels: int
+    pad_id: int = 0
+    pair: bool = False  # siamese: inputs (B, 2, T), features [a, b, a*b, |a-b|]
+    embed_dim: int = 300
+    num_filters: int = 100  # feature maps per filter width
+    filter_widths: tuple[int, ...] = (3, 4, 5)
+    mlp_hidden: int = 0  # 0: Kim's plain dropout + linear; > 0: the shared ReLU MLP head
+    dropout: float = 0.5
+
+    def __post_init__(self):
+        check_common(self.vocab_size, self.num_labels, self.pad_id, self.dropout, self.pair)
+        check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
+        check(self.num_filters >= 1, "num_filters", f"must be >= 1, got {self.num_filters}")
+        # a JSON round trip turns the tuple into a list
+        self.filter_widths = tuple(self.filter_widths)
+        check(
+            len(self.filter_widths) >= 1
+            and all(isinstance(k, int) and k >= 1 for k in self.filter_widths),
+            "filter_widths",
+            f"must be a non-empty sequence of ints >= 1, got {self.filter_widths}",
+        )
+        check(self.mlp_hidden >= 0, "mlp_hidden", f"must be >= 0, got {self.mlp_hidden}")
+
+    @staticmethod
+    def knobs(width: int | None, depth: int | None) -> dict:
+        """Map the shared knobs: width = feature maps per width, depth = how many widths from 3."""
+        out = {}
+        if width is not None:
+            out["num_filters"] = width
+        if depth is not None:
+            out["filter_widths"] = tuple(range(3, 3 + depth))
+        return out
+
+
+class TextCNN(nn.Module):
+    """Kim 2014 CNN classifier; forward(input_ids, attention_mask) -> logits."""
+
+    config_class = TextCNNConfig
+
+    def __init__(self, config: TextCNNConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(
+            config.vocab_size, config.embed_dim, padding_idx=config.pad_id
+        )
+        self.convs = nn.ModuleList(
+            nn.Conv1d(config.embed_dim, config.num_filters, k, padding=k - 1)
+            for k in config.filter_widths
+        )
+        feat = config.num_filters * len(config.filter_widths) * (4 if config.pair else 1)
+        if config.mlp_hidden > 0:
+            self.head = MLPHead(feat, config.mlp_hidden, config.num_labels, config.dropout)
+        else:
+            self.head = nn.Sequential(
+                nn.Dropout(config.dropout), nn.Linear(feat, config.num_labels)
+            )
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Sentence vectors (B, F * len(filter_widths)) from right-padded (B, T) inputs."""
+        mask = attention_mask.bool()
+        lengths = mask.long().sum(dim=1, keepdim=True)  # (B, 1)
+        # zero pads whatever id they carry, so a padded row matches the same row alone
+        x = self.embedding(input_ids)  # (B, T, E)
+        x = x * mask.unsqueeze(-1).to(x.dtype)
+        x = x.transpose(1, 2)  # (B, E, T)
+        pooled = []
+        for conv, k in zip(self.convs, self.config.filter_widths):
+            h = torch.relu(conv(x))  # (B, F, T + k - 1); output j covers inputs [j-k+1, j]
+            j = torch.arange(h.shape[2], device=h.device).unsqueeze(0)  # (1, T + k - 1)
+            valid = j < lengths + k - 1  # (B, T + k - 1): window touches a real token
+            pooled.append(masked_max_pool(h.transpose(1, 2), valid))  # (B, F)
+        return torch.cat(pooled, dim=-1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_labels) from (B, T) inputs, or (B, 2, T) when config.pair."""
+        return self.head(encode_inputs(self.encode, input_ids, attention_mask, self.config.pair))
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Parameter count, optionally without the token embedding table."""
+        return count_parameters(self, [self.embedding.weight] if exclude_embeddings else [])

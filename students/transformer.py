@@ -1,0 +1,156 @@
+"""Tiny transformer student: a small pre-norm encoder (1 to 4 layers) with learned positions,
+a final LayerNorm, masked mean pooling and an MLP head.
+
+The block is written out with F.scaled_dot_product_attention and a boolean key-padding mask
+(no nn.TransformerEncoder fast path, no nested tensors) so it exports cleanly. Real positions
+attend only to real keys, so right padding does not change the prediction.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from students.layers import (
+    MLPHead,
+    check,
+    check_common,
+    count_parameters,
+    encode_inputs,
+    masked_mean_pool,
+)
+
+
+@dataclass
+class TinyTransformerConfig:
+    vocab_size: int
+    num_labels: int
+    pad_id: int = 0
+    pair: bool = False  # siamese: inputs (B, 2, T), features [a, b, a*b, |a-b|]
+    embed_dim: int | None = None  # token table width; None: d_model, else projected to d_model
+    d_model: int = 256
+    layers: int = 2
+    heads: int = 4
+    ff_dim: int | None = None  # None: 4 * d_model
+    max_len: int = 512
+    mlp_hidden: int | None = None  # None: d_model
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        check_common(self.vocab_size, self.num_labels, self.pad_id, self.dropout, self.pair)
+        check(self.d_model >= 1, "d_model", f"must be >= 1, got {self.d_model}")
+        check(1 <= self.layers <= 4, "layers", f"must be in 1..4, got {self.layers}")
+        check(self.heads >= 1, "heads", f"must be >= 1, got {self.heads}")
+        check(
+            self.d_model % self.heads == 0,
+            "d_model",
+            f"must be divisible by heads={self.heads}, got {self.d_model}",
+        )
+        check(self.max_len >= 1, "max_len", f"must be >= 1, got {self.max_len}")
+        # resolve the defaults now so the saved config says what was built
+        if self.embed_dim is None:
+            self.embed_dim = self.d_model
+        if self.ff_dim is None:
+            self.ff_dim = 4 * self.d_model
+        if self.mlp_hidden is None:
+            self.mlp_hidden = self.d_model
+        check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
+        check(self.ff_dim >= 1, "ff_dim", f"must be >= 1, got {self.ff_dim}")
+        check(self.mlp_hidden >= 1, "mlp_hidden", f"must be >= 1, got {self.mlp_hidden}")
+
+    @staticmethod
+    def knobs(width: int | None, depth: int | None) -> dict:
+        """Map the shared knobs onto fields: width = d_model, depth = layers."""
+        return {k: v for k, v in (("d_model", width), ("layers", depth)) if v is not None}
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a boolean key-padding mask."""
+
+    def __init__(self, config: TinyTransformerConfig):
+        super().__init__()
+        self.heads = config.heads
+        self.dropout = config.dropout
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.proj = nn.Linear(config.d_model, config.d_model)
+
+    def forward(self, x: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C), key_ok (B, 1, 1, T) True where a key may be attended -> (B, T, C)."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok, dropout_p=p)  # (B, nh, T, hs)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class Block(nn.Module):
+    """Pre-norm encoder block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: TinyTransformerConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.d_model)
+        self.attn = SelfAttention(config)
+        self.ln2 = nn.LayerNorm(config.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.d_model, config.ff_dim),
+            nn.GELU(),
+            nn.Linear(config.ff_dim, config.d_model),
+        )
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C)."""
+        x = x + self.drop(self.attn(self.ln1(x), key_ok))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class TinyTransformer(nn.Module):
+    """Small pre-norm transformer classifier; forward(input_ids, attention_mask) -> logits."""
+
+    config_class = TinyTransformerConfig
+
+    def __init__(self, config: TinyTransformerConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(
+            config.vocab_size, config.embed_dim, padding_idx=config.pad_id
+        )
+        # factorised embedding (ALBERT-style) only when the table is narrower/wider than the model
+        if config.embed_dim != config.d_model:
+            self.embed_proj = nn.Linear(config.embed_dim, config.d_model)
+        else:
+            self.embed_proj = nn.Identity()
+        self.pos_embedding = nn.Embedding(config.max_len, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.ln_f = nn.LayerNorm(config.d_model)
+        feat = config.d_model * (4 if config.pair else 1)
+        self.head = MLPHead(feat, config.mlp_hidden, config.num_labels, config.dropout)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Sentence vectors (B, d_model) from right-padded (B, T) inputs."""
+        T = input_ids.shape[1]
+        if T > self.config.max_len:
+            raise ValueError(f"sequence length {T} exceeds max_len={self.config.max_len}")
+        mask = attention_mask.bool()  # (B, T)
+        pos = torch.arange(T, device=input_ids.device)
+        x = self.embed_proj(self.embedding(input_ids)) + self.pos_embedding(pos)  # (B, T, C)
+        x = self.drop(x)
+        # a row with no real token would softmax over nothing (NaN); let it attend everywhere,
+        # its output is dropped by the masked mean anyway
+        key_ok = mask | ~mask.any(dim=1, keepdim=True)  # (B, T)
+        key_ok = key_ok[:, None, None, :]  # (B, 1, 1, T), broadcast over heads and queries
+        for block in self.blocks:
+            x = block(x, key_ok)
+        return masked_mean_pool(self.ln_f(x), mask)  # (B, C)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_labels) from (B, T) inputs, or (B, 2, T) when config.pair."""
+        return self.head(encode_inputs(self.encode, input_ids, attention_mask, self.config.pair))
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Parameter count, optionally without the token and positional tables."""
+        tables = [self.embedding.weight, self.pos_embedding.weight]
+        return count_parameters(self, tables if exclude_embeddings else [])

@@ -1,0 +1,133 @@
+"""distill.data: GLUE tasks, local files in every format, and the one-line errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import write_tsv
+
+from distill.data import (
+    GLUE_TASKS,
+    content_hash,
+    length_bucketed_batches,
+    load_splits,
+    pad_batch,
+    resolve_task,
+)
+from distill.errors import DistillError
+
+
+def test_glue_tasks_have_columns_labels_and_metric():
+    assert set(GLUE_TASKS) == {"sst2", "cola", "mrpc", "qqp", "mnli", "qnli", "rte"}
+    assert GLUE_TASKS["cola"].metric == "mcc"
+    assert GLUE_TASKS["mrpc"].metric == GLUE_TASKS["qqp"].metric == "f1"
+    assert GLUE_TASKS["mnli"].num_labels == 3
+    assert not GLUE_TASKS["sst2"].pair and GLUE_TASKS["rte"].pair
+
+
+def test_single_sentence_tsv(sst_dir):
+    task, splits = load_splits(resolve_task("sst2"), sst_dir)
+    assert len(splits["train"]) == 240 and len(splits["dev"]) == 40
+    assert splits["train"].labels.dtype == np.int64
+    assert set(splits["train"].labels.tolist()) == {0, 1}
+    assert len(splits["train"].texts[0]) == 1
+
+
+def test_pair_tsv_with_csv_quoting(rte_dir):
+    task, splits = load_splits(resolve_task("rte"), rte_dir)
+    assert task.pair
+    first = splits["train"].texts[0]
+    assert len(first) == 2 and first[0].startswith('he said "')  # quotes undone, not kept doubled
+
+
+def test_real_glue_files(shared):
+    _, sst = load_splits(resolve_task("sst2"), shared / "data/glue/sst2")
+    assert (len(sst["train"]), len(sst["dev"])) == (67349, 872)
+    _, rte = load_splits(resolve_task("rte"), shared / "data/glue/rte")
+    assert (len(rte["train"]), len(rte["dev"])) == (2490, 277)
+    assert not any('""' in a for a, _ in rte["train"].texts)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_custom_columns_in_other_formats(tmp_path, fmt):
+    rows = [{"body": f"ticket number {i}", "queue": ["billing", "tech", "sales"][i % 3]} for i in range(9)]
+    for split in ("train", "validation"):
+        path = tmp_path / f"{split}.{fmt}"
+        if fmt == "csv":
+            import csv
+
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, ["body", "queue"])
+                w.writeheader()
+                w.writerows(rows)
+        elif fmt == "jsonl":
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(rows), path)
+    task = resolve_task("tickets", ("body",), "queue")
+    task, splits = load_splits(task, tmp_path)
+    assert task.label_names == ("billing", "sales", "tech")  # from the data, sorted
+    assert splits["dev"].labels.tolist()[:3] == [0, 2, 1]
+
+
+def test_content_hash_tracks_content(sst_dir, rte_dir):
+    _, a = load_splits(resolve_task("sst2"), sst_dir)
+    _, b = load_splits(resolve_task("sst2"), sst_dir)
+    assert content_hash(a) == content_hash(b)
+    b["train"].labels[0] = 1 - b["train"].labels[0]
+    assert content_hash(a) != content_hash(b)
+
+
+def _err(task, path) -> str:
+    with pytest.raises(DistillError) as e:
+        load_splits(task, path)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    sst = resolve_task("sst2")
+    assert "no such folder" in _err(sst, tmp_path / "nope")
+    assert "no train file" in _err(sst, tmp_path)
+    (tmp_path / "train.tsv").write_text("")
+    write_tsv(tmp_path / "dev.tsv", ["sentence", "label"], [["fine", 1]])
+    assert "train.tsv: the file is empty" in _err(sst, tmp_path)
+    write_tsv(tmp_path / "train.tsv", ["sentence", "label"], [])
+    assert "no data rows" in _err(sst, tmp_path)
+    write_tsv(tmp_path / "train.tsv", ["text", "label"], [["fine", 1]])
+    msg = _err(sst, tmp_path)
+    assert "no column 'sentence'" in msg and "--text-column" in msg
+    write_tsv(tmp_path / "train.tsv", ["sentence", "label"], [["fine", 1], ["odd", 7]])
+    msg = _err(sst, tmp_path)
+    assert "row 3" in msg and "'7'" in msg
+    write_tsv(tmp_path / "train.tsv", ["sentence", "label"], [["fine", 1], ["   ", 0]])
+    assert "row 3 has an empty 'sentence'" in _err(sst, tmp_path)
+    (tmp_path / "train.tsv").write_bytes(b"sentence\tlabel\ncaf\xe9\t1\n")
+    assert "not valid UTF-8" in _err(sst, tmp_path)
+    with pytest.raises(DistillError, match="unknown task 'nope'"):
+        resolve_task("nope")
+
+
+def test_single_class_custom_data_is_rejected(tmp_path):
+    for split in ("train", "dev"):
+        write_tsv(tmp_path / f"{split}.tsv", ["t", "y"], [["a", "x"], ["b", "x"]])
+    with pytest.raises(DistillError, match="at least two"):
+        load_splits(resolve_task("mine", ("t",), "y"), tmp_path)
+
+
+def test_pad_batch_shapes():
+    ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=0, pair=False)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    ids, mask = pad_batch([[[5], [6, 7]], [[8, 9, 1], [2]]], pad_id=0, pair=True)
+    assert ids.shape == (2, 2, 3) and mask[0].tolist() == [[1, 0, 0], [1, 1, 0]]
+
+
+def test_bucketed_batches_cover_every_row_once():
+    lengths = np.random.default_rng(0).integers(1, 50, size=1003)
+    for rng in (None, np.random.default_rng(1)):
+        batches = length_bucketed_batches(lengths, 32, rng)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1003))

@@ -1,0 +1,107 @@
+"""Teacher labelling: the label set's contents, reuse, recompute, resume after a kill, bad teachers."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import make_teacher
+
+from distill import teacher as teacher_mod
+from distill.data import load_splits, resolve_task
+from distill.errors import DistillError
+from distill.labelset import LabelSet
+
+
+@pytest.fixture
+def sst(sst_dir):
+    return load_splits(resolve_task("sst2"), sst_dir)
+
+
+def test_label_set_holds_texts_gold_logits_and_manifest(tiny_teacher, sst, tmp_path):
+    task, splits = sst
+    ls = teacher_mod.label(str(tiny_teacher), task, splits, tmp_path / "ls", progress=False)
+    assert ls.logits["train"].shape == (240, 2) and ls.logits["dev"].shape == (40, 2)
+    assert ls.splits["train"].texts == splits["train"].texts
+    assert (ls.splits["dev"].labels == splits["dev"].labels).all()
+    m = ls.manifest
+    assert m["teacher"]["id"] == str(tiny_teacher) and m["teacher"]["config"]["hidden_size"] == 16
+    assert 0.0 <= m["teacher"]["dev_metric"] <= 1.0 and m["data"]["rows"] == {"train": 240, "dev": 40}
+    assert m["data"]["hash"] and m["settings"]["max_length"] == 128
+    assert ls.teacher_embeddings().shape == (m["teacher"]["config"]["vocab_size"], 16)
+    assert ls.tokenizer_json() is not None
+    # the stored logits are what the teacher predicts (length-sorted batching changes nothing)
+    model, tok = teacher_mod.load_teacher(str(tiny_teacher), task)
+    direct = teacher_mod.predict_logits(model, tok, splits["dev"].texts[:5], 128, 1, model.device)
+    assert np.allclose(direct, ls.logits["dev"][:5], atol=1e-5)
+
+
+def test_second_run_reuses_and_changed_input_recomputes(tiny_teacher, sst, tmp_path, monkeypatch, capsys):
+    task, splits = sst
+    out = tmp_path / "ls"
+    first = teacher_mod.label(str(tiny_teacher), task, splits, out, progress=False)
+    calls = []
+    real = teacher_mod.predict_logits
+    monkeypatch.setattr(teacher_mod, "predict_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = teacher_mod.label(str(tiny_teacher), task, splits, out, progress=False)
+    assert not calls and again.key == first.key and "reusing" in capsys.readouterr().out
+    splits["train"].texts[0] = ("a different first sentence",)
+    changed = teacher_mod.label(str(tiny_teacher), task, splits, out, progress=False)
+    assert calls and changed.key != first.key
+    assert LabelSet.load(out).splits["train"].texts[0] == ("a different first sentence",)
+    other = make_teacher(tmp_path / "other", seed=1)
+    assert teacher_mod.label(str(other), task, splits, out, progress=False).key != changed.key
+
+
+def test_killed_run_resumes_from_finished_chunks(tiny_teacher, sst, tmp_path, monkeypatch):
+    task, splits = sst
+    monkeypatch.setattr(teacher_mod, "CHUNK_ROWS", 32)  # 2 dev chunks + 8 train chunks
+    clean = teacher_mod.label(str(tiny_teacher), task, splits, tmp_path / "clean", progress=False)
+
+    real, calls = teacher_mod.predict_logits, []
+
+    def dies_on_the_fifth_chunk(*a, **k):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(teacher_mod, "predict_logits", dies_on_the_fifth_chunk)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        teacher_mod.label(str(tiny_teacher), task, splits, out, progress=False)
+    assert not out.exists()  # nothing half-written where the label set goes
+    calls.clear()
+    monkeypatch.setattr(teacher_mod, "predict_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed = teacher_mod.label(str(tiny_teacher), task, splits, out, progress=False)
+    assert len(calls) == 10 - 4  # only the chunks that had not finished
+    assert np.allclose(resumed.logits["train"], clean.logits["train"], atol=1e-6)
+    assert not list(tmp_path.glob(".killed.partial-*"))  # work files cleaned up
+
+
+def test_teacher_with_wrong_label_count_is_rejected(tmp_path, sst):
+    task, _ = sst
+    bad = make_teacher(tmp_path / "three", labels=("a", "b", "c"))
+    with pytest.raises(DistillError, match="has 3 labels but task sst2 has 2"):
+        teacher_mod.load_teacher(str(bad), task)
+
+
+def test_teacher_with_other_label_names_is_rejected(tmp_path, sst):
+    task, _ = sst
+    bad = make_teacher(tmp_path / "swapped", labels=("positive", "negative"))
+    with pytest.raises(DistillError, match="do not match"):
+        teacher_mod.load_teacher(str(bad), task)
+
+
+def test_missing_local_teacher_folder(sst):
+    with pytest.raises(DistillError, match="no such folder"):
+        teacher_mod.load_teacher("./no/such/teacher", sst[0])
+
+
+def test_label_cli_writes_a_label_set(tiny_teacher, sst_dir, tmp_path):
+    from distill.label import main
+
+    out = tmp_path / "cli"
+    main(["--teacher", str(tiny_teacher), "--task", "sst2", "--data", str(sst_dir),
+          "--output-dir", str(out), "--no-progress"])
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["task"]["name"] == "sst2" and m["data"]["source"] == str(sst_dir)

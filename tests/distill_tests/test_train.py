@@ -1,0 +1,188 @@
+"""distill.train end to end on tiny data with a tiny random teacher, plus resume and bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import students
+from distill import teacher as teacher_mod
+from distill.data import Split, load_splits, resolve_task
+from distill.labelset import LabelSet
+from distill.tokenizer import train_word_level
+from distill.train import DEFAULT_LABELS, FitConfig, encode, fit, load_run, main, predict
+
+TINY = ["--width", "16", "--embed-dim", "16", "--epochs", "2", "--batch-size", "16", "--no-progress",
+        "--latency-repeats", "1"]
+
+
+def run_main(argv, capsys=None):
+    return main([str(a) for a in argv])
+
+
+def test_tiny_run_writes_student_tokenizer_and_report(tiny_teacher, sst_dir, tmp_path, cache):
+    out = tmp_path / "run"
+    report = run_main(["--student", "bilstm", "--teacher", tiny_teacher, "--task", "sst2",
+                       "--data", sst_dir, "--output-dir", out, *TINY])
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "report.md", "report.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "tb").iterdir()), "TensorBoard logs"
+    assert not (out / "checkpoint").exists()
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["task"] == "sst2" and saved["metric"] == "accuracy"
+    for role in ("teacher", "student"):
+        for key in ("params", "params_without_embeddings", "dev_metric", "latency_ms"):
+            assert key in saved[role], (role, key)
+        assert "cpu_b1" in saved[role]["latency_ms"] and "cpu_b32" in saved[role]["latency_ms"]
+    s = saved["student"]
+    assert s["speedup_cpu_b1"] > 0 and s["drop"] == pytest.approx(saved["teacher"]["dev_metric"] - s["dev_metric"])
+    assert "reference" in saved  # the tiny teacher is not BERT-base
+    assert "| bilstm (student) |" in (out / "report.md").read_text()
+    # the saved student reloads and predicts what the report says
+    model, tok, config = load_run(out)
+    ls = LabelSet.load(config["label_set"]["path"])
+    dev = encode(ls.splits["dev"], ls.logits["dev"], tok)
+    acc = (predict(model, dev).argmax(1) == dev.labels).mean()
+    assert acc == pytest.approx(s["dev_metric"]) and report["student"]["dev_metric"] == s["dev_metric"]
+
+
+def test_pair_task_with_word_vocabulary_and_labels_reused_from_disk(rte_teacher, rte_dir, tmp_path, cache, monkeypatch):
+    from distill.label import main as label_main
+
+    labels = tmp_path / "rte-labels"
+    label_main(["--teacher", str(rte_teacher), "--task", "rte", "--data", str(rte_dir),
+                "--output-dir", str(labels), "--no-progress"])
+    # training from a label set never loads the teacher
+    monkeypatch.setattr(teacher_mod, "load_teacher", lambda *a, **k: pytest.fail("teacher loaded"))
+    monkeypatch.setattr(LabelSet, "teacher_embeddings", lambda self: pytest.fail("not needed"))
+    report = run_main(["--student", "transformer", "--labels", labels, "--tokenizer", "word",
+                       "--output-dir", tmp_path / "rte-run", "--loss", "kl", "--alpha", "0.5", *TINY])
+    assert report["task"] == "rte" and report["training"]["tokenizer"] == "word"
+    model, tok, config = load_run(tmp_path / "rte-run")
+    assert config["student_config"]["pair"] and tok.kind == "word"
+
+
+def test_existing_output_folder_needs_resume_or_overwrite(tiny_teacher, sst_dir, tmp_path, cache, capsys):
+    out = tmp_path / "run"
+    base = ["--student", "cnn", "--teacher", tiny_teacher, "--data", sst_dir, "--output-dir", out,
+            *TINY, "--max-steps", "3"]
+    run_main(base)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_main(base)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "already holds a run" in err and "--resume" in err and "\n" not in err
+    with pytest.raises(SystemExit):
+        run_main([*base, "--lr", "0.01", "--resume"])
+    assert "holds a different run (--lr" in capsys.readouterr().err
+    report = run_main([*base, "--overwrite"])
+    assert report["student"]["name"] == "cnn"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--student", "gru"], "--student gru: unknown student; choose one of: bilstm, cnn, transformer"),
+    (["--student", "cnn", "--alpha", "1.5"], "--alpha 1.5 is outside [0, 1]"),
+    (["--student", "cnn", "--data", "x"], "--data needs --teacher"),
+    (["--student", "cnn", "--task", "rte"], "does not match the label set's task 'sst2'"),
+    (["--student", "cnn", "--labels", "/nonexistent"], "not a label set"),
+    (["--student", "cnn", "--tokenizer", "word", "--embedding-init", "teacher-svd"], "needs the teacher's tokenizer"),
+    (["--student", "cnn", "--epochs", "x"], "invalid int value"),
+])
+def test_bad_arguments_give_one_line_errors(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_main([*argv, "--output-dir", tmp_path / "out"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and message in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_teacher_with_wrong_label_count_stops_the_run(tmp_path, sst_dir, cache, capsys):
+    from conftest import make_teacher
+
+    bad = make_teacher(tmp_path / "t3", labels=("a", "b", "c"))
+    with pytest.raises(SystemExit):
+        run_main(["--student", "cnn", "--teacher", bad, "--data", sst_dir, "--output-dir", tmp_path / "o"])
+    assert "has 3 labels but task sst2 has 2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def _tiny_problem(sst_dir):
+    task, splits = load_splits(resolve_task("sst2"), sst_dir)
+    tok = train_word_level([t[0] for t in splits["train"].texts], max_length=32)
+    rng = np.random.default_rng(0)
+    data = {k: encode(s, rng.normal(size=(len(s), 2)).astype(np.float32), tok) for k, s in splits.items()}
+    return tok, data
+
+
+def _student(tok):
+    torch.manual_seed(0)
+    return students.build_student("bilstm", vocab_size=tok.vocab_size, num_labels=2, pad_id=tok.pad_id,
+                                  width=8, embed_dim=8)
+
+
+def test_killed_training_resumes_to_the_same_weights(sst_dir, tmp_path, monkeypatch):
+    tok, data = _tiny_problem(sst_dir)
+    cfg = FitConfig(epochs=3, batch_size=16, progress=False, checkpoint_every_s=0.0, patience=9)
+    clean = _student(tok)
+    fit(clean, data["train"], data["dev"], cfg, "accuracy", tmp_path / "clean")
+
+    killed = _student(tok)
+    steps = []
+    real_step = torch.optim.AdamW.step
+
+    def dies_at_step_25(self, *a, **k):
+        steps.append(1)
+        if len(steps) == 25:  # mid-epoch 2 (15 batches an epoch)
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", dies_at_step_25)
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, data["train"], data["dev"], cfg, "accuracy", tmp_path / "killed")
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    progress = json.loads((tmp_path / "killed/checkpoint/progress.json").read_text())
+    assert progress["step"] == 24 and progress["epoch"] == 1
+    resumed = _student(tok)
+    result = fit(resumed, data["train"], data["dev"], cfg, "accuracy", tmp_path / "killed")
+    assert result.steps == 45
+    for (k, a), b in zip(clean.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_same_seed_same_result_and_early_stopping(sst_dir):
+    tok, data = _tiny_problem(sst_dir)
+    cfg = FitConfig(epochs=2, batch_size=16, progress=False)
+    a, b = _student(tok), _student(tok)
+    ra = fit(a, data["train"], data["dev"], cfg, "accuracy")
+    rb = fit(b, data["train"], data["dev"], cfg, "accuracy")
+    assert ra.history == rb.history
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    stopped = fit(_student(tok), data["train"], data["dev"],
+                  FitConfig(epochs=50, batch_size=16, lr=1e-9, patience=1, progress=False), "accuracy")
+    assert len(stopped.history) == 2  # no improvement after epoch 1 -> stop after epoch 2
+
+
+def test_shipped_label_set_is_real_sst2_from_the_minilm_teacher():
+    ls = LabelSet.load(DEFAULT_LABELS)
+    m = ls.manifest
+    assert m["teacher"]["name"] == "minilm-sst2" and m["teacher"]["config"]["num_hidden_layers"] == 6
+    assert m["data"]["rows"] == {"train": 67349, "dev": 872}
+    assert m["teacher"]["dev_metric"] == pytest.approx(0.8922, abs=1e-4)
+    agree = (ls.logits["dev"].argmax(1) == ls.splits["dev"].labels).mean()
+    assert agree == pytest.approx(m["teacher"]["dev_metric"])
+    assert ls.teacher_embeddings().shape == (30522, 384)
+    assert sum(f.stat().st_size for f in Path(DEFAULT_LABELS).iterdir()) < 20e6
+
+
+@pytest.mark.shared
+def test_real_teacher_labels_real_sst2(shared, tmp_path):
+    task, splits = load_splits(resolve_task("sst2"), shared / "data/glue/sst2")
+    small = {"train": Split(splits["train"].texts[:64], splits["train"].labels[:64]),
+             "dev": Split(splits["dev"].texts[:200], splits["dev"].labels[:200])}
+    ls = teacher_mod.label(str(shared / "teachers/minilm-sst2"), task, small, tmp_path / "ls",
+                           progress=False)
+    assert ls.teacher["dev_metric"] > 0.85  # 0.892 on the full dev set
+    shipped = LabelSet.load(DEFAULT_LABELS)
+    assert np.allclose(ls.logits["dev"], shipped.logits["dev"][:200], atol=1e-3)
