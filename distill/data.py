@@ -381,3 +381,30 @@ def length_bucketed_batches(
         batches.extend(idx[i : i + batch_size] for i in range(0, len(idx), batch_size))
     order = rng.permutation(len(batches))
     return [batches[i] for i in order]
+
+
+def read_transfer_file(path: str | Path, task: Task) -> list[tuple[str, ...]]:
+    """Unlabeled in-domain text: one text per line (.txt), or a table with the task's text columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DistillError(f"--transfer-file {path}: no such file")
+    if path.stat().st_size == 0:
+        raise DistillError(f"--transfer-file {path}: the file is empty; give one text per line")
+    if path.suffix.lower() in _EXTENSIONS:
+        header, rows = _read_rows(path, None)
+        cols = [_pick_column(task, c, header, path, "--text-column") for c in task.text_columns]
+        texts = [tuple(" ".join(str(r.get(c) or "").split()) for c in cols) for r in rows]
+    else:
+        if task.pair:
+            raise DistillError(f"--transfer-file {path}: task {task.name} takes sentence pairs; give a "
+                               f".tsv/.jsonl with columns {', '.join(task.text_columns)}")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise DistillError(f"--transfer-file {path}: not valid UTF-8 ({e.reason} at byte {e.start}); "
+                               "re-save it as UTF-8") from None
+        texts = [(" ".join(line.split()),) for line in lines]
+    kept = [t for t in texts if all(t)]
+    if not kept:
+        raise DistillError(f"--transfer-file {path}: every text is empty after removing whitespace")
+    return kept

@@ -2,6 +2,8 @@
 
     python -m distill.label --teacher ./my-teacher --task sst2 --data ./glue/SST-2 --output-dir runs/sst2-labels
     python -m distill.label --teacher textattack/bert-base-uncased-SST-2 --task sst2 --output-dir runs/sst2-labels
+    python -m distill.label --teacher ./t --task sst2 --augment tang --augment-copies 20 --output-dir runs/sst2-aug
+    python -m distill.label --teacher ./t --task sst2 --transfer-file unlabeled.txt --output-dir runs/sst2-transfer
 
 A second run with the same teacher, data and settings reuses the label set; a changed input
 relabels it. A killed run resumes from the chunks it had finished.
@@ -14,13 +16,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from distill.data import load_splits, resolve_task
+from distill.cli import AugmentFlags, _help, build_parser
+from distill.data import load_splits, read_transfer_file, resolve_task
 from distill.errors import DistillError
-from distill.train import _help, build_parser
 
 
 @dataclass
-class LabelArgs:
+class LabelArgs(AugmentFlags):
     """Everything `python -m distill.label` takes; each field is one dashed flag."""
 
     teacher: str | None = field(default=None, metadata=_help(
@@ -40,14 +42,20 @@ class LabelArgs:
     trust_remote_code: bool = field(default=False, metadata=_help(
         "allow a hub teacher to run its own code (off: only trust code you have read)"))
     no_progress: bool = field(default=False, metadata=_help("no progress bar"))
+    embedding_rows: str = field(default="all", metadata=_help(
+        "teacher embedding rows to store for student initialisation: 'all', or 'used' (only the "
+        "tokens the texts contain: a much smaller label set; unseen tokens start random)"))
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.teacher:
             raise DistillError("--teacher is required: a hub id or a local model folder")
         if not self.output_dir:
             raise DistillError("--output-dir is required: the folder for the label set")
         if self.max_length < 8:
             raise DistillError(f"--max-length {self.max_length} is too short; use at least 8")
+        if self.embedding_rows not in ("all", "used"):
+            raise DistillError(f"--embedding-rows {self.embedding_rows}: choose 'all' or 'used'")
         if self.batch_size < 1:
             raise DistillError(f"--batch-size {self.batch_size} must be >= 1")
 
@@ -63,11 +71,14 @@ def main(argv: list[str] | None = None):
             torch.set_num_threads(args.threads)
         text_cols = tuple(c for c in (args.text_column, args.text_pair_column) if c) or None
         task, splits = load_splits(resolve_task(args.task, text_cols, args.label_column), args.data)
+        transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
         device = torch.device(args.device) if args.device else teacher.default_device()
         return teacher.label(
             args.teacher, task, splits, args.output_dir, max_length=args.max_length,
             batch_size=args.batch_size, device=device, trust_remote_code=args.trust_remote_code,
-            data_source=args.data or f"glue/{task.name}", progress=not args.no_progress)
+            data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
+            augment=args.augment_config(), transfer=transfer, transfer_source=args.transfer_file or "",
+            embedding_rows=args.embedding_rows)
     except DistillError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -6,14 +6,16 @@ Layout of a label set folder (written by `distill.teacher.label`, read by `Label
                                     settings, row counts, cache key
     train.parquet, dev.parquet      text_a [, text_b], label (int64, -1 = none), logits (float32 x C)
     tokenizer.json                  the teacher's tokenizer (students use it by default)
-    teacher_embeddings.safetensors  the teacher's word-embedding table, int8 per row + scale,
-                                    to initialise student embeddings without loading the teacher
+    teacher_embeddings.safetensors  the teacher's word-embedding table (all rows, or the rows of
+                                    tokens the texts use), int8 per row + scale, to initialise
+                                    student embeddings without loading the teacher
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +28,24 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "dev")
 
 
+ORIGINS = ("train", "augmented", "transfer")  # where a training row came from
+
+
 @dataclass
 class LabelSet:
-    """A loaded label set: splits with teacher logits, the manifest, and the teacher's tokenizer."""
+    """A loaded label set: per split the gold labels, teacher logits and row origins as arrays.
+
+    Texts stay in their Arrow tables until asked for: `iter_texts` streams them in chunks (what
+    training does, so 1.5M augmented rows never become 1.5M Python tuples at once), and `splits`
+    materialises a whole split when that is simpler (dev sets, tests)."""
 
     path: Path
     manifest: dict
     task: Task
-    splits: dict[str, Split]
+    tables: dict  # split -> pyarrow.Table
+    labels: dict[str, np.ndarray]  # split -> (N,) int64, -1 = no gold label
     logits: dict[str, np.ndarray]  # split -> (N, C) float32
+    origin: dict[str, np.ndarray]  # split -> (N,) int8 index into ORIGINS
 
     @property
     def teacher(self) -> dict:
@@ -44,19 +55,47 @@ class LabelSet:
     def key(self) -> str:
         return self.manifest["key"]
 
+    def num_rows(self, split: str) -> int:
+        return len(self.labels[split])
+
+    def iter_texts(self, split: str, chunk: int = 65_536):
+        """Yield the split's texts as lists of tuples, `chunk` rows at a time."""
+        table = self.tables[split]
+        cols = [f"text_{'ab'[i]}" for i in range(len(self.task.text_columns))]
+        for start in range(0, table.num_rows, chunk):
+            part = table.slice(start, chunk)
+            yield list(zip(*(part.column(c).to_pylist() for c in cols)))
+
+    @cached_property
+    def splits(self) -> dict[str, Split]:
+        return {name: Split([t for part in self.iter_texts(name) for t in part], self.labels[name],
+                            str(self.path / f"{name}.parquet")) for name in SPLITS}
+
     def tokenizer_json(self) -> str | None:
         p = self.path / "tokenizer.json"
         return p.read_text(encoding="utf-8") if p.is_file() else None
 
     def teacher_embeddings(self):
-        """The teacher's word-embedding table as a float32 tensor (V, D), or None if not stored."""
+        """(table (V, D) float32, present (V,) bool): the teacher's word embeddings, or None.
+
+        A label set may store only the rows of tokens its texts use (`embedding_rows="used"`);
+        the other rows are zero and `present` is False there."""
         p = self.path / "teacher_embeddings.safetensors"
         if not p.is_file():
             return None
+        import torch
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         t = load_file(str(p))
-        return t["weight_int8"].float() * t["scale"][:, None]
+        with safe_open(str(p), "pt") as f:
+            vocab = int((f.metadata() or {}).get("vocab_size", t["weight_int8"].shape[0]))
+        rows = t.get("rows", torch.arange(t["weight_int8"].shape[0]))
+        table = torch.zeros(vocab, t["weight_int8"].shape[1])
+        table[rows] = t["weight_int8"].float() * t["scale"][:, None]
+        present = torch.zeros(vocab, dtype=torch.bool)
+        present[rows] = True
+        return table, present
 
     @classmethod
     def load(cls, path: str | Path) -> LabelSet:
@@ -71,27 +110,32 @@ class LabelSet:
             raise DistillError(f"{path}: label set format {manifest.get('format_version')} is not "
                                f"{FORMAT_VERSION}; relabel it with `python -m distill.label`")
         task = Task.from_dict(manifest["task"])
-        splits, logits = {}, {}
+        tables, labels, logits, origin = {}, {}, {}, {}
         for name in SPLITS:
-            splits[name], logits[name] = _read_split(path / f"{name}.parquet", task)
-        return cls(path, manifest, task, splits, logits)
+            tables[name], labels[name], logits[name], origin[name] = _read_split(
+                path / f"{name}.parquet", task)
+        return cls(path, manifest, task, tables, labels, logits, origin)
 
 
-def _read_split(path: Path, task: Task) -> tuple[Split, np.ndarray]:
+def _read_split(path: Path, task: Task):
     import pyarrow.parquet as pq
 
     if not path.is_file():
         raise DistillError(f"{path}: missing from the label set; relabel with `python -m distill.label`")
     table = pq.read_table(path)
-    cols = ["text_a", "text_b"][: len(task.text_columns)]
-    texts = list(zip(*(table.column(c).to_pylist() for c in cols)))
     labels = table.column("label").to_numpy().astype(np.int64)
     flat = table.column("logits").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     logits = flat.astype(np.float32).reshape(len(labels), task.num_labels)
-    return Split(texts=texts, labels=labels, source=str(path)), logits
+    if "origin" in table.column_names:
+        names = table.column("origin").to_pylist()
+        origin = np.asarray([ORIGINS.index(n) for n in names], dtype=np.int8)
+    else:
+        origin = np.zeros(len(labels), dtype=np.int8)
+    text_cols = [c for c in table.column_names if c.startswith("text_")]
+    return table.select(text_cols), labels, logits, origin
 
 
-def write_split(path: Path, split: Split, logits: np.ndarray) -> None:
+def write_split(path: Path, split: Split, logits: np.ndarray, origin: list[str] | None = None) -> None:
     """One split as zstd-compressed Parquet, atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -100,6 +144,8 @@ def write_split(path: Path, split: Split, logits: np.ndarray) -> None:
     columns = {f"text_{'ab'[i]}": pa.array(split.column(i), pa.string())
                for i in range(len(split.texts[0]))}
     columns["label"] = pa.array(split.labels, pa.int64())
+    if origin is not None:
+        columns["origin"] = pa.array(origin, pa.string()).dictionary_encode()
     columns["logits"] = pa.FixedSizeListArray.from_arrays(
         pa.array(logits.astype(np.float32).reshape(-1), pa.float32()), c)
     with atomic_path(path) as tmp:
@@ -108,12 +154,15 @@ def write_split(path: Path, split: Split, logits: np.ndarray) -> None:
 
 def write_label_set(
     directory: Path, manifest: dict, splits: dict[str, Split], logits: dict[str, np.ndarray],
-    tokenizer_json: str | None, embeddings=None,
+    tokenizer_json: str | None, embeddings=None, origin: dict[str, list[str]] | None = None,
+    embedding_rows=None,
 ) -> None:
-    """Write every file of a label set into `directory` (a fresh temporary folder)."""
+    """Write every file of a label set into `directory` (a fresh temporary folder).
+
+    `embedding_rows`: store only these rows of the teacher's embedding table (None: all)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
-        write_split(directory / f"{name}.parquet", splits[name], logits[name])
+        write_split(directory / f"{name}.parquet", splits[name], logits[name], (origin or {}).get(name))
     if tokenizer_json is not None:
         atomic_write_text(directory / "tokenizer.json", tokenizer_json)
     if embeddings is not None:
@@ -122,7 +171,13 @@ def write_label_set(
         # int8 per row with an absmax scale: 4x smaller than float32, and the error (<0.4% of each
         # row's largest entry) is far below what a PCA down to the student's width discards.
         w = embeddings.detach().float().cpu()
+        vocab = w.shape[0]
+        rows = torch.arange(vocab) if embedding_rows is None else torch.as_tensor(embedding_rows)
+        w = w[rows]
         scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
         q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
-        save_tensors(directory / "teacher_embeddings.safetensors", {"weight_int8": q, "scale": scale})
+        tensors = {"weight_int8": q, "scale": scale}
+        if embedding_rows is not None:
+            tensors["rows"] = rows.long()
+        save_tensors(directory / "teacher_embeddings.safetensors", tensors, metadata={"vocab_size": str(vocab)})
     atomic_write_json(directory / "manifest.json", manifest)  # last: its presence marks "complete"

@@ -14,12 +14,14 @@ import json
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from distill.augment import MASK, AugmentConfig, augment_split
 from distill.data import Split, Task, content_hash
 from distill.errors import DistillError
 from distill.labelset import FORMAT_VERSION, SPLITS, LabelSet, write_label_set
@@ -94,6 +96,9 @@ def count_teacher_parameters(model: torch.nn.Module) -> tuple[int, int]:
 def predict_logits(model, tokenizer, texts: list[tuple[str, ...]], max_length: int,
                    batch_size: int, device: torch.device) -> np.ndarray:
     """Teacher logits (N, C) for `texts`, computed in length-sorted batches."""
+    mask_token = getattr(tokenizer, "mask_token", None) or tokenizer.unk_token
+    if mask_token != MASK:  # augmented words masked with our placeholder: the teacher's own mask
+        texts = [tuple(t.replace(MASK, mask_token) for t in row) for row in texts]
     cols = list(zip(*texts))
     lengths = np.asarray([len(x) for x in tokenizer(*cols, truncation=True,
                                                      max_length=max_length)["input_ids"]])
@@ -107,9 +112,24 @@ def predict_logits(model, tokenizer, texts: list[tuple[str, ...]], max_length: i
     return out
 
 
-def compute_key(teacher_fp: str, data_hash: str, task: Task, max_length: int) -> str:
+def used_token_ids(tokenizer, texts: list[tuple[str, ...]], max_length: int) -> list[int]:
+    """Sorted ids of every token the texts use, special tokens included."""
+    used = set(tokenizer.all_special_ids)
+    for i in range(0, len(texts), 8192):
+        cols = list(zip(*texts[i : i + 8192]))
+        for ids in tokenizer(*cols, truncation=True, max_length=max_length)["input_ids"]:
+            used.update(ids)
+    return sorted(used)
+
+
+def compute_key(teacher_fp: str, data_hash: str, task: Task, max_length: int,
+                augment: AugmentConfig | None = None, transfer_hash: str | None = None,
+                embedding_rows: str = "all") -> str:
     blob = json.dumps({"format": FORMAT_VERSION, "teacher": teacher_fp, "data": data_hash,
-                       "task": task.to_dict(), "max_length": max_length}, sort_keys=True)
+                       "task": task.to_dict(), "max_length": max_length,
+                       "augment": asdict(augment) if augment else None, "transfer": transfer_hash,
+                       "embedding_rows": embedding_rows},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -117,8 +137,15 @@ def label(
     teacher_name: str, task: Task, splits: dict[str, Split], output_dir: str | Path,
     max_length: int = 128, batch_size: int = 64, device: torch.device | None = None,
     trust_remote_code: bool = False, data_source: str = "", progress: bool = True,
+    augment: AugmentConfig | None = None, transfer: list[tuple[str, ...]] | None = None,
+    transfer_source: str = "", embedding_rows: str = "all",
 ) -> LabelSet:
-    """Label `splits` with the teacher into `output_dir`, reusing a finished identical label set."""
+    """Label `splits` with the teacher into `output_dir`, reusing a finished identical label set.
+
+    With `augment`, the training split gains up to `augment.copies` augmented copies of each
+    example; with `transfer`, unlabeled texts. The teacher labels them all; their gold label is -1.
+    `embedding_rows="used"` stores only the teacher embedding rows of tokens the texts contain.
+    """
     from distill.evaluate import compute_metric
 
     output_dir = Path(output_dir)
@@ -126,7 +153,12 @@ def label(
     model, tokenizer = load_teacher(teacher_name, task, device, trust_remote_code)
     data_hash = content_hash(splits)
     teacher_fp = fingerprint(model)
-    key = compute_key(teacher_fp, data_hash, task, max_length)
+    if augment is not None and augment.copies == 0:
+        augment = None
+    transfer_hash = None
+    if transfer:
+        transfer_hash = content_hash({"transfer": Split(transfer, np.full(len(transfer), -1))})
+    key = compute_key(teacher_fp, data_hash, task, max_length, augment, transfer_hash, embedding_rows)
 
     if (output_dir / "manifest.json").is_file():
         try:
@@ -137,6 +169,24 @@ def label(
             print(f"reusing label set {output_dir} (same teacher, data and settings)")
             return LabelSet.load(output_dir)
         print(f"{output_dir} holds a label set for other inputs; relabelling")
+
+    # The transfer set: originals, then augmented copies, then transfer texts (gold label -1).
+    train = splits["train"]
+    rows = {"train": len(train), "augmented": 0, "transfer": 0, "dev": len(splits["dev"])}
+    extra_texts, aug_rate = [], None
+    if augment is not None:
+        aug_texts, _, aug_rate = augment_split(train.texts, augment, progress)
+        extra_texts += aug_texts
+        rows["augmented"] = len(aug_texts)
+    if transfer:
+        extra_texts += list(transfer)
+        rows["transfer"] = len(transfer)
+    origin = {"train": ["train"] * len(train) + ["augmented"] * rows["augmented"] + ["transfer"] * rows["transfer"]}
+    if extra_texts:
+        splits = dict(splits)
+        splits["train"] = Split(train.texts + extra_texts,
+                                np.concatenate([train.labels, np.full(len(extra_texts), -1, dtype=np.int64)]),
+                                train.source)
 
     # Finished chunks live here until the label set is complete: a killed run picks them up.
     work = output_dir.parent / f".{output_dir.name}.partial-{key[:12]}"
@@ -151,16 +201,16 @@ def label(
             parts = []
             for c, start in enumerate(range(0, len(split), CHUNK_ROWS)):
                 chunk_path = work / f"{name}-{c:05d}.npy"
-                rows = split.texts[start : start + CHUNK_ROWS]
+                chunk_texts = split.texts[start : start + CHUNK_ROWS]
                 if chunk_path.is_file():
                     part = np.load(chunk_path)
                 else:
-                    part = predict_logits(model, tokenizer, rows, max_length, batch_size, device)
+                    part = predict_logits(model, tokenizer, chunk_texts, max_length, batch_size, device)
                     tmp = chunk_path.with_suffix(".tmp.npy")
                     np.save(tmp, part)
                     os.replace(tmp, chunk_path)
                 parts.append(part)
-                bar.update(len(rows))
+                bar.update(len(chunk_texts))
             logits[name] = np.concatenate(parts)
     seconds = time.perf_counter() - t0
 
@@ -184,23 +234,30 @@ def label(
             "params_without_embeddings": params_wo,
             "max_length": max_length,
         },
-        "data": {"source": data_source, "hash": data_hash,
-                 "rows": {s: len(splits[s]) for s in SPLITS}},
-        "settings": {"max_length": max_length, "batch_size": batch_size, "device": str(device)},
+        "data": {"source": data_source, "hash": data_hash, "rows": rows,
+                 "transfer_source": transfer_source or None, "transfer_hash": transfer_hash},
+        "augment": ({**asdict(augment), "rows_per_s": round(aug_rate, 1)} if augment else None),
+        "settings": {"max_length": max_length, "batch_size": batch_size, "device": str(device),
+                     "embedding_rows": embedding_rows},
         "labelling_seconds": round(seconds, 1),
+        "labelling_rows_per_s": round(total / max(seconds, 1e-9), 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    used = None
+    if embedding_rows == "used":
+        used = used_token_ids(tokenizer, [t for name in SPLITS for t in splits[name].texts], max_length)
     tmp_dir = output_dir.parent / f".{output_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp_dir, ignore_errors=True)
     write_label_set(tmp_dir, manifest, splits, logits, tok_json,
-                    model.get_input_embeddings().weight)
+                    model.get_input_embeddings().weight, origin=origin, embedding_rows=used)
     from distill.io import replace_dir
 
     replace_dir(tmp_dir, output_dir)
     shutil.rmtree(work, ignore_errors=True)
     metric_txt = f"{dev_metric:.4f}" if dev_metric is not None else "n/a"
-    print(f"labelled {total} rows in {seconds:.0f}s; teacher dev {task.metric} {metric_txt}; "
-          f"label set in {output_dir}")
+    print(f"labelled {total} rows ({rows['train']} train, {rows['augmented']} augmented, "
+          f"{rows['transfer']} transfer, {rows['dev']} dev) in {seconds:.0f}s; "
+          f"teacher dev {task.metric} {metric_txt}; label set in {output_dir}")
     return LabelSet.load(output_dir)
 
 

@@ -11,6 +11,7 @@ minimum frequency and a maximum size; every other word maps to the unknown token
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 
+from distill.augment import MASK
 from distill.errors import DistillError
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -39,13 +41,18 @@ class StudentTokenizer:
         tok.enable_truncation(self.max_length)
         self.pad_id = _first_id(tok, _PAD_CANDIDATES, "padding")
         self.unk_id = _first_id(tok, _UNK_CANDIDATES, "unknown")
+        self.unk_token = tok.id_to_token(self.unk_id)
 
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        """Token ids for each text; a text with no known token becomes [unknown]."""
+        """Token ids for each text; a text with no known token becomes [unknown].
+
+        Words masked by augmentation (the MASK placeholder) become the unknown token: the
+        student has no mask token (Tang et al. 2019)."""
+        texts = [t.replace(MASK, f" {self.unk_token} ") if MASK in t else t for t in texts]
         encs = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         return [e.ids or [self.unk_id] for e in encs]
 
@@ -81,7 +88,7 @@ def from_teacher(tokenizer_json: str, max_length: int) -> StudentTokenizer:
 
 
 def train_word_level(
-    texts: list[str], max_length: int, min_frequency: int = 1, max_size: int = 50_000
+    texts: Iterable[str], max_length: int, min_frequency: int = 1, max_size: int = 50_000
 ) -> StudentTokenizer:
     """A lowercased word-level vocabulary built from `texts` (Tang et al. 2019)."""
     if max_size < 3:

@@ -13,13 +13,13 @@ loop that the search reuses; it never needs the teacher in memory.
 
 from __future__ import annotations
 
-import argparse
+import itertools
 import json
 import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +27,14 @@ import torch
 from tqdm.auto import tqdm
 
 import students
-from distill.data import Split, length_bucketed_batches, pad_batch, resolve_task
+from distill.augment import MASK
+from distill.cli import AugmentFlags, _help, build_parser
+from distill.data import Split, length_bucketed_batches, resolve_task
 from distill.embeddings import INITS, pca_table
 from distill.errors import DistillError
 from distill.evaluate import build_report, compute_metric, render_markdown
 from distill.io import atomic_write_json, atomic_write_text, replace_dir, save_tensors
-from distill.labelset import LabelSet
+from distill.labelset import ORIGINS, LabelSet
 from distill.losses import LOSSES, distillation_loss
 from distill.tokenizer import StudentTokenizer, from_teacher, train_word_level
 
@@ -43,32 +45,77 @@ DEFAULT_LABELS = Path(__file__).parent / "assets" / "sst2-minilm"
 
 @dataclass
 class Encoded:
-    """A split as token ids, ready to batch: ids[i] is a list (single) or two lists (pair)."""
+    """A split as token ids in flat arrays, ready to batch (no per-row Python lists).
 
-    ids: list
-    lengths: np.ndarray  # (N,) longest side of each row
+    Row i, side s (s < sides; pairs have 2) holds tokens[offsets[i*sides + s] : offsets[i*sides + s + 1]].
+    """
+
+    tokens: np.ndarray  # (total,) int32
+    offsets: np.ndarray  # (N * sides + 1,) int64
     labels: np.ndarray  # (N,) int64, -1 = no gold label
     teacher_logits: np.ndarray  # (N, C) float32
     pair: bool
     pad_id: int
 
+    def __post_init__(self) -> None:
+        self.sides = 2 if self.pair else 1
+        self.side_lengths = np.diff(self.offsets).reshape(-1, self.sides)  # (N, S)
+        self.lengths = self.side_lengths.max(axis=1)  # (N,) longest side of each row
+
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.labels)
+
+    def ids(self, i: int) -> list:
+        """Row i's ids: a list (single) or two lists (pair)."""
+        k = i * self.sides
+        out = [self.tokens[self.offsets[k + s] : self.offsets[k + s + 1]].tolist() for s in range(self.sides)]
+        return out if self.pair else out[0]
+
+    def select(self, idx: np.ndarray) -> Encoded:
+        """A new Encoded holding rows idx."""
+        lens = self.side_lengths[idx].reshape(-1)
+        starts = self.offsets[:-1].reshape(-1, self.sides)[idx].reshape(-1)
+        tokens = np.concatenate([self.tokens[a : a + n] for a, n in zip(starts, lens)] or [self.tokens[:0]])
+        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        return Encoded(tokens, offsets, self.labels[idx], self.teacher_logits[idx], self.pair, self.pad_id)
 
     def batch(self, idx: np.ndarray, device: str):
-        ids, mask = pad_batch([self.ids[i] for i in idx], self.pad_id, self.pair)
-        return (ids.to(device), mask.to(device),
-                torch.as_tensor(self.labels[idx]).to(device),
+        """(input_ids, attention_mask, labels, teacher logits) for rows idx, right-padded."""
+        lens = self.side_lengths[idx]  # (B, S)
+        starts = self.offsets[:-1].reshape(-1, self.sides)[idx]  # (B, S)
+        T = max(1, int(lens.max()))
+        pos = np.arange(T)
+        mask = pos < lens[..., None]  # (B, S, T)
+        gather = np.minimum(starts[..., None] + pos, max(len(self.tokens) - 1, 0))
+        ids = np.where(mask, self.tokens[gather] if len(self.tokens) else 0, self.pad_id)
+        ids, mask = torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(mask.astype(np.int64))
+        if not self.pair:
+            ids, mask = ids[:, 0], mask[:, 0]
+        return (ids.to(device), mask.to(device), torch.as_tensor(self.labels[idx]).to(device),
                 torch.as_tensor(self.teacher_logits[idx]).to(device))
 
 
+def encode_chunks(chunks, tok: StudentTokenizer, labels: np.ndarray, logits: np.ndarray) -> Encoded:
+    """Tokenize texts arriving in chunks (lists of tuples) into one Encoded split."""
+    flat, lengths, pair = [], [], False
+    for chunk in chunks:
+        sides = [tok.encode([row[i] for row in chunk]) for i in range(len(chunk[0]))]
+        pair = len(sides) == 2
+        seqs = [ids for row in zip(*sides) for ids in row]  # row-major: row0 a, row0 b, row1 a, ...
+        lengths.append(np.fromiter((len(x) for x in seqs), dtype=np.int64, count=len(seqs)))
+        flat.append(np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int32, count=int(lengths[-1].sum())))
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
+    return Encoded(np.concatenate(flat), offsets, labels, logits.astype(np.float32), pair, tok.pad_id)
+
+
 def encode(split: Split, logits: np.ndarray, tok: StudentTokenizer) -> Encoded:
-    """Tokenize every row of a split with the student's tokenizer."""
-    sides = [tok.encode(split.column(i)) for i in range(len(split.texts[0]))]
-    pair = len(sides) == 2
-    ids = [list(x) for x in zip(*sides)] if pair else sides[0]
-    lengths = np.asarray([max(len(s) for s in row) if pair else len(row) for row in ids])
-    return Encoded(ids, lengths, split.labels, logits.astype(np.float32), pair, tok.pad_id)
+    """Tokenize every row of an in-memory split with the student's tokenizer."""
+    return encode_chunks([split.texts], tok, split.labels, logits)
+
+
+def encode_split(ls: LabelSet, name: str, tok: StudentTokenizer) -> Encoded:
+    """Tokenize a label set's split, streaming its texts from disk in chunks."""
+    return encode_chunks(ls.iter_texts(name), tok, ls.labels[name], ls.logits[name])
 
 
 @dataclass
@@ -245,12 +292,8 @@ def fit(
 # ============================================================================ the command line
 
 
-def _help(text: str, default=None) -> dict:
-    return {"help": text, "default": default}
-
-
 @dataclass
-class TrainArgs:
+class TrainArgs(AugmentFlags):
     """Everything `python -m distill.train` takes; each field is one dashed flag."""
 
     student: str = field(default="bilstm", metadata=_help(
@@ -271,6 +314,9 @@ class TrainArgs:
     text_pair_column: str | None = field(default=None, metadata=_help(
         "second text column, for sentence-pair data"))
     label_column: str | None = field(default=None, metadata=_help("label column of custom data"))
+    rows: str = field(default="all", metadata=_help(
+        "training rows of the label set: 'all', or 'original' (leave out augmented and transfer "
+        "rows, to measure what augmentation adds)"))
     output_dir: str | None = field(default=None, metadata=_help(
         "where the run goes; default runs/<task>-<student>"))
     tokenizer: str = field(default="teacher", metadata=_help(
@@ -292,7 +338,9 @@ class TrainArgs:
     alpha: float = field(default=0.0, metadata=_help(
         "weight of the gold-label cross-entropy; 1 = no distillation (the baseline)"))
     temperature: float = field(default=2.0, metadata=_help("temperature of the kl loss"))
-    epochs: int = field(default=3, metadata=_help("training epochs"))
+    epochs: int | None = field(default=None, metadata=_help(
+        "training epochs; default 3, or with augmented/transfer rows in the label set as many as "
+        "give the steps of 3 epochs over the original rows (at least 1)"))
     batch_size: int = field(default=50, metadata=_help("training batch size"))
     lr: float = field(default=1e-3, metadata=_help("AdamW learning rate"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
@@ -315,16 +363,18 @@ class TrainArgs:
         "timed forward passes per model at batch 1 for the report (a quarter as many at batch 32)"))
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.student not in students.STUDENTS:
             raise DistillError(f"--student {self.student}: unknown student; choose one of: "
                                f"{', '.join(students.STUDENTS)}")
         checks = [
             (self.tokenizer in ("teacher", "word"), "--tokenizer must be 'teacher' or 'word'"),
+            (self.rows in ("all", "original"), "--rows must be 'all' or 'original'"),
             (self.embedding_init in INITS, f"--embedding-init must be one of: {', '.join(INITS)}"),
             (self.loss in LOSSES, f"--loss must be one of: {', '.join(LOSSES)}"),
             (0.0 <= self.alpha <= 1.0, f"--alpha {self.alpha} is outside [0, 1]"),
             (self.temperature > 0, f"--temperature {self.temperature} must be > 0"),
-            (self.epochs >= 1, f"--epochs {self.epochs} must be >= 1"),
+            (self.epochs is None or self.epochs >= 1, f"--epochs {self.epochs} must be >= 1"),
             (self.batch_size >= 1, f"--batch-size {self.batch_size} must be >= 1"),
             (self.lr > 0, f"--lr {self.lr} must be > 0"),
             (self.max_length >= 1, f"--max-length {self.max_length} must be >= 1"),
@@ -333,6 +383,9 @@ class TrainArgs:
             (not (self.teacher and self.labels), "give --teacher or --labels, not both"),
             (not (self.data and not self.teacher), "--data needs --teacher: the teacher labels it "
              "(or label it first with `python -m distill.label`, then pass --labels)"),
+            (not ((self.augment != "none" or self.transfer_file) and not self.teacher),
+             "--augment and --transfer-file need --teacher: the teacher labels the new texts "
+             "(or label with `python -m distill.label --augment tang`, then pass --labels)"),
             (self.device in (None, "cpu", "cuda"), "--device must be cpu or cuda"),
         ]
         for ok, message in checks:
@@ -342,9 +395,9 @@ class TrainArgs:
             raise DistillError("--embedding-init teacher-svd needs the teacher's tokenizer; drop "
                                "--tokenizer word or use --embedding-init random")
 
-    def fit_config(self, device: str) -> FitConfig:
+    def fit_config(self, device: str, epochs: int) -> FitConfig:
         return FitConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            epochs=epochs, batch_size=self.batch_size, lr=self.lr,
             weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
             grad_clip=self.grad_clip, loss=self.loss, alpha=self.alpha,
             temperature=self.temperature, patience=self.patience, seed=self.seed,
@@ -359,29 +412,9 @@ class TrainArgs:
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not usage + error
-        self.exit(2, f"error: {message}; see --help\n")
-
-
-def build_parser(spec=TrainArgs, prog: str = "python -m distill.train", description: str = "") -> argparse.ArgumentParser:
-    """An argparse parser with one dashed flag per dataclass field."""
-    parser = _Parser(prog=prog, description=description or (__doc__ or "").split("\n\n")[0],
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in fields(spec):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
-            continue
-        base = f.type if isinstance(f.type, str) else f.type.__name__
-        typ = {"int": int, "float": float}.get(base.split(" |")[0], str)
-        parser.add_argument(flag, type=typ, default=f.default, help=f.metadata["help"])
-    return parser
-
-
 def parse_args(argv: list[str] | None = None) -> TrainArgs:
     """argv -> TrainArgs, validated."""
-    ns = build_parser().parse_args(argv)
+    ns = build_parser(TrainArgs, "python -m distill.train", (__doc__ or "").split("\n\n")[0]).parse_args(argv)
     return TrainArgs(**vars(ns))
 
 
@@ -397,15 +430,20 @@ def get_label_set(args: TrainArgs, device: torch.device) -> LabelSet:
     elif args.teacher:
         text_cols = tuple(c for c in (args.text_column, args.text_pair_column) if c) or None
         task = resolve_task(args.task or "sst2", text_cols, args.label_column)
-        from distill.data import load_splits
+        from distill.data import load_splits, read_transfer_file
 
         task, splits = load_splits(task, args.data)
-        out = teacher_mod.cache_dir() / "labels" / f"{task.name}-{Path(args.teacher.rstrip('/')).name}"
-        ls = teacher_mod.label(args.teacher, task, splits, out, max_length=args.teacher_max_length,
-                               batch_size=args.label_batch_size, device=device,
-                               trust_remote_code=args.trust_remote_code,
-                               data_source=args.data or f"glue/{task.name}",
-                               progress=not args.no_progress)
+        augment = args.augment_config()
+        transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
+        # one cache folder per kind of transfer set, so alternating runs don't relabel each other's
+        name = f"{task.name}-{Path(args.teacher.rstrip('/')).name}"
+        name += f"-aug{augment.copies}" if augment else ""
+        name += "-transfer" if transfer else ""
+        ls = teacher_mod.label(args.teacher, task, splits, teacher_mod.cache_dir() / "labels" / name,
+                               max_length=args.teacher_max_length, batch_size=args.label_batch_size,
+                               device=device, trust_remote_code=args.trust_remote_code,
+                               data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
+                               augment=augment, transfer=transfer, transfer_source=args.transfer_file or "")
     else:
         if not (DEFAULT_LABELS / "manifest.json").is_file():
             raise DistillError(f"the shipped label set is missing from {DEFAULT_LABELS}; reinstall "
@@ -420,7 +458,7 @@ def get_label_set(args: TrainArgs, device: torch.device) -> LabelSet:
 
 def make_tokenizer(args: TrainArgs, ls: LabelSet) -> StudentTokenizer:
     if args.tokenizer == "word":
-        texts = [t for row in ls.splits["train"].texts for t in row]
+        texts = (t.replace(MASK, " ") for part in ls.iter_texts("train") for row in part for t in row)
         return train_word_level(texts, args.max_length, args.vocab_min_freq, args.vocab_max_size)
     tok_json = ls.tokenizer_json()
     if tok_json is None:
@@ -443,16 +481,18 @@ def build_model(args: TrainArgs, ls: LabelSet, tok: StudentTokenizer) -> tuple[t
     if init == "auto":
         init = "teacher-svd" if args.tokenizer == "teacher" else "random"
     if init == "teacher-svd":
-        table = ls.teacher_embeddings()
-        if table is None:
+        stored = ls.teacher_embeddings()
+        if stored is None:
             raise DistillError(f"{ls.path} stores no teacher embeddings; use --embedding-init random")
+        table, present = stored
         emb = model.embedding.weight
         # Teachers often pad their table past the tokenizer's vocabulary; those rows are never used.
         if table.shape[0] < emb.shape[0]:
             raise DistillError(f"the teacher's embedding table has {table.shape[0]} rows but the "
                                f"tokenizer has {emb.shape[0]}; use --embedding-init random")
         with torch.no_grad():
-            emb.copy_(pca_table(table[: emb.shape[0]], emb.shape[1], args.seed))
+            n = emb.shape[0]
+            emb.copy_(pca_table(table[:n], emb.shape[1], args.seed, present[:n]))
             emb[tok.pad_id].zero_()
     return model, init
 
@@ -512,15 +552,18 @@ def run(args: TrainArgs) -> dict:
 
     ls = get_label_set(args, device)
     tok = make_tokenizer(args, ls)
-    train = encode(ls.splits["train"], ls.logits["train"], tok)
-    dev = encode(ls.splits["dev"], ls.logits["dev"], tok)
+    train = encode_split(ls, "train", tok)
+    counts = np.bincount(ls.origin["train"], minlength=3)
+    if args.rows == "original":
+        train = train.select(np.flatnonzero(ls.origin["train"] == 0))
+        counts[1:] = 0
+    dev = encode_split(ls, "dev", tok)
     model, init = build_model(args, ls, tok)
-    n_aug = int(ls.manifest.get("data", {}).get("rows", {}).get("augmented", 0))
     print(f"student {args.student}: {model.num_parameters():,} parameters "
           f"({model.num_parameters(exclude_embeddings=True):,} without embeddings), "
           f"{tok.kind} tokenizer ({tok.vocab_size:,} tokens), embeddings {init}; "
-          f"{len(train):,} training rows from {ls.path} (teacher {ls.teacher.get('name')})"
-          + (f", {n_aug:,} augmented" if n_aug else ""))
+          f"{len(train):,} training rows ({counts[0]:,} original, {counts[1]:,} augmented, "
+          f"{counts[2]:,} transfer) from {ls.path} (teacher {ls.teacher.get('name')})")
 
     if args.overwrite and out.exists():
         shutil.rmtree(out)
@@ -538,7 +581,8 @@ def run(args: TrainArgs) -> dict:
     atomic_write_json(out / "config.json", config)
     tok.save(out)
 
-    result = fit(model, train, dev, args.fit_config(device.type), ls.task.metric, out)
+    epochs = args.epochs or max(1, round(3 * int(counts[0]) / len(train)))
+    result = fit(model, train, dev, args.fit_config(device.type, epochs), ls.task.metric, out)
     save_tensors(out / "model.safetensors", model.state_dict(),
                  metadata={"student": args.student})
 
@@ -553,7 +597,8 @@ def run(args: TrainArgs) -> dict:
         student_vocab=tok.vocab_size, teacher_length=teacher_length(ls),
         student_length=max(1, int(np.median(dev.lengths))), student_metric=metric,
         agreement=agreement, repeats=args.latency_repeats,
-        extra={"training": {"rows": len(train), "steps": result.steps, "best_epoch": result.best_epoch,
+        extra={"training": {"rows": len(train), "rows_by_origin": dict(zip(ORIGINS, counts.tolist())),
+                            "epochs": epochs, "steps": result.steps, "best_epoch": result.best_epoch,
                             "history": result.history, "seconds": round(result.seconds, 1),
                             "loss": args.loss, "alpha": args.alpha, "embedding_init": init,
                             "tokenizer": tok.kind},

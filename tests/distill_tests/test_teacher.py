@@ -25,9 +25,11 @@ def test_label_set_holds_texts_gold_logits_and_manifest(tiny_teacher, sst, tmp_p
     assert (ls.splits["dev"].labels == splits["dev"].labels).all()
     m = ls.manifest
     assert m["teacher"]["id"] == str(tiny_teacher) and m["teacher"]["config"]["hidden_size"] == 16
-    assert 0.0 <= m["teacher"]["dev_metric"] <= 1.0 and m["data"]["rows"] == {"train": 240, "dev": 40}
+    assert 0.0 <= m["teacher"]["dev_metric"] <= 1.0
+    assert m["data"]["rows"] == {"train": 240, "augmented": 0, "transfer": 0, "dev": 40}
     assert m["data"]["hash"] and m["settings"]["max_length"] == 128
-    assert ls.teacher_embeddings().shape == (m["teacher"]["config"]["vocab_size"], 16)
+    table, present = ls.teacher_embeddings()
+    assert table.shape == (m["teacher"]["config"]["vocab_size"], 16) and present.all()
     assert ls.tokenizer_json() is not None
     # the stored logits are what the teacher predicts (length-sorted batching changes nothing)
     model, tok = teacher_mod.load_teacher(str(tiny_teacher), task)
@@ -105,3 +107,20 @@ def test_label_cli_writes_a_label_set(tiny_teacher, sst_dir, tmp_path):
           "--output-dir", str(out), "--no-progress"])
     m = json.loads((out / "manifest.json").read_text())
     assert m["task"]["name"] == "sst2" and m["data"]["source"] == str(sst_dir)
+
+
+def test_label_set_can_store_only_the_embedding_rows_its_texts_use(tiny_teacher, sst, tmp_path):
+    import torch
+
+    from distill.embeddings import pca_table
+
+    task, splits = sst
+    ls = teacher_mod.label(str(tiny_teacher), task, splits, tmp_path / "used", progress=False,
+                           embedding_rows="used")
+    table, present = ls.teacher_embeddings()
+    model, _ = teacher_mod.load_teacher(str(tiny_teacher), task)
+    full = model.get_input_embeddings().weight.detach()
+    assert 10 < present.sum() < len(present) and (table[~present] == 0).all()
+    assert torch.allclose(table[present], full[present], atol=full.abs().max().item() / 100)
+    init = pca_table(table, 8, present=present)
+    assert init.shape == (len(present), 8) and torch.isfinite(init).all()

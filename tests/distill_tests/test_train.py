@@ -172,7 +172,8 @@ def test_shipped_label_set_is_real_sst2_from_the_minilm_teacher():
     assert m["teacher"]["dev_metric"] == pytest.approx(0.8922, abs=1e-4)
     agree = (ls.logits["dev"].argmax(1) == ls.splits["dev"].labels).mean()
     assert agree == pytest.approx(m["teacher"]["dev_metric"])
-    assert ls.teacher_embeddings().shape == (30522, 384)
+    table, present = ls.teacher_embeddings()
+    assert table.shape == (30522, 384) and present.sum() > 5000
     assert sum(f.stat().st_size for f in Path(DEFAULT_LABELS).iterdir()) < 20e6
 
 
@@ -186,3 +187,10 @@ def test_real_teacher_labels_real_sst2(shared, tmp_path):
     assert ls.teacher["dev_metric"] > 0.85  # 0.892 on the full dev set
     shipped = LabelSet.load(DEFAULT_LABELS)
     assert np.allclose(ls.logits["dev"], shipped.logits["dev"][:200], atol=1e-3)
+
+
+def test_encoded_select_keeps_rows(sst_dir):
+    tok, data = _tiny_problem(sst_dir)
+    sub = data["train"].select(np.array([5, 0, 7]))
+    assert [sub.ids(i) for i in range(3)] == [data["train"].ids(i) for i in (5, 0, 7)]
+    assert (sub.labels == data["train"].labels[[5, 0, 7]]).all()

@@ -1,0 +1,73 @@
+"""Command-line plumbing shared by the entry points: dataclass fields become dashed flags.
+
+Each command declares its arguments as a dataclass whose fields carry `help` metadata and whose
+`__post_init__` validates them (raising DistillError, which `main()` prints as one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+
+from distill.errors import DistillError
+
+
+def _help(text: str, default=None) -> dict:
+    return {"help": text, "default": default}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + error
+        self.exit(2, f"error: {message}; see --help\n")
+
+
+def build_parser(spec, prog: str, description: str = "") -> argparse.ArgumentParser:
+    """An argparse parser with one dashed flag per field of the dataclass `spec`.
+
+    The class's own fields come first in --help, inherited ones (shared flag groups) after."""
+    parser = _Parser(prog=prog, description=description,
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    own = set(spec.__dict__.get("__annotations__", {}))
+    ordered = [f for f in fields(spec) if f.name in own] + [f for f in fields(spec) if f.name not in own]
+    for f in ordered:
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+            continue
+        base = f.type if isinstance(f.type, str) else f.type.__name__
+        typ = {"int": int, "float": float}.get(base.split(" |")[0], str)
+        parser.add_argument(flag, type=typ, default=f.default, help=f.metadata["help"])
+    return parser
+
+
+@dataclass
+class AugmentFlags:
+    """Flags for the transfer set: Tang et al.'s augmentation and unlabeled in-domain text."""
+
+    augment: str = field(default="none", metadata=_help(
+        "augment the training texts before the teacher labels them: 'tang' (masking, POS-guided "
+        "replacement, n-gram sampling; Tang et al. 2019) or 'none'"))
+    augment_copies: int = field(default=10, metadata=_help(
+        "distinct augmented copies per training example (duplicates dropped)"))
+    p_mask: float = field(default=0.1, metadata=_help("augmentation: probability of masking a word"))
+    p_pos: float = field(default=0.1, metadata=_help(
+        "augmentation: probability of replacing a word by one with the same POS tag"))
+    p_ng: float = field(default=0.25, metadata=_help(
+        "augmentation: probability of cutting the text to a random n-gram, n in 1..5"))
+    augment_seed: int = field(default=0, metadata=_help("augmentation seed"))
+    transfer_file: str | None = field(default=None, metadata=_help(
+        "unlabeled in-domain text for the teacher to label: one text per line, or a "
+        ".tsv/.csv/.jsonl/.parquet with the task's text columns"))
+
+    def __post_init__(self) -> None:
+        if self.augment not in ("none", "tang"):
+            raise DistillError(f"--augment {self.augment}: choose 'tang' or 'none'")
+        self.augment_config()  # validates the probabilities and copies
+
+    def augment_config(self):
+        """The AugmentConfig these flags ask for, or None."""
+        from distill.augment import AugmentConfig
+
+        cfg = AugmentConfig(copies=self.augment_copies, p_mask=self.p_mask, p_pos=self.p_pos,
+                            p_ng=self.p_ng, seed=self.augment_seed)
+        return cfg if self.augment == "tang" and cfg.copies > 0 else None
