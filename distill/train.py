@@ -449,8 +449,7 @@ def get_label_set(args: TrainArgs, device: torch.device) -> LabelSet:
             raise DistillError(f"the shipped label set is missing from {DEFAULT_LABELS}; reinstall "
                                "the package, or pass --teacher or --labels")
         ls = LabelSet.load(DEFAULT_LABELS)
-    if args.task and resolve_task(args.task, None if args.task in ("sst2",) else
-                                  (args.text_column,) if args.text_column else None).name != ls.task.name:
+    if args.task and args.task.lower().replace("-", "") != ls.task.name:
         raise DistillError(f"--task {args.task} does not match the label set's task "
                            f"'{ls.task.name}' ({ls.path}); pass --teacher with --task, or other --labels")
     return ls

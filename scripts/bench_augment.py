@@ -62,13 +62,14 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "runs" / "bench"), help="where the trained runs go")
     p.add_argument("--students", default=",".join(STUDENTS), help="comma-separated students")
+    p.add_argument("--jobs", type=int, default=1, help="training runs at once (1 thread each when > 1)")
     args = p.parse_args(argv)
     students = tuple(args.students.split(","))
     if not (SHARED / "teachers/minilm-sst2").is_dir():
         sys.exit(f"error: needs the real teacher and data in {SHARED}")
     shipped = LabelSet.load(DEFAULT_LABELS).manifest
     speed = throughput()
-    results = train_all(Path(args.out), students, AUG_MODES)
+    results = train_all(Path(args.out), students, AUG_MODES, args.jobs)
     teacher = shipped["teacher"]["dev_metric"]
     rows = []
     for s in students:

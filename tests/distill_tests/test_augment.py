@@ -142,6 +142,13 @@ def test_augmented_and_transfer_label_set_and_cache_hit(tiny_teacher, sst_dir, t
     capsys.readouterr()
     again = teacher_mod.label(str(tiny_teacher), task, splits, out, progress=False, augment=cfg, transfer=texts)
     assert "reusing" in capsys.readouterr().out and again.key == ls.key
+    from distill.train import main
+
+    report = main(["--student", "bilstm", "--labels", str(out), "--output-dir", str(tmp_path / "run"),
+                   "--width", "8", "--embed-dim", "8", "--no-progress", "--latency-repeats", "1"])
+    t = report["training"]
+    assert t["rows_by_origin"] == {"train": 240, "augmented": rows["augmented"], "transfer": 2}
+    assert t["epochs"] == max(1, round(3 * 240 / ls.num_rows("train")))  # 3 epochs' worth of steps
     other = teacher_mod.label(str(tiny_teacher), task, splits, out, progress=False,
                               augment=AugmentConfig(copies=2, p_pos=0.0))
     assert other.key != ls.key and other.manifest["data"]["rows"]["transfer"] == 0

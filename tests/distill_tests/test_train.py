@@ -58,8 +58,10 @@ def test_pair_task_with_word_vocabulary_and_labels_reused_from_disk(rte_teacher,
     monkeypatch.setattr(teacher_mod, "load_teacher", lambda *a, **k: pytest.fail("teacher loaded"))
     monkeypatch.setattr(LabelSet, "teacher_embeddings", lambda self: pytest.fail("not needed"))
     report = run_main(["--student", "transformer", "--labels", labels, "--tokenizer", "word",
-                       "--output-dir", tmp_path / "rte-run", "--loss", "kl", "--alpha", "0.5", *TINY])
+                       "--output-dir", tmp_path / "rte-run", "--loss", "kl", "--alpha", "0.5", *TINY,
+                       "--rows", "original"])
     assert report["task"] == "rte" and report["training"]["tokenizer"] == "word"
+    assert report["training"]["rows_by_origin"] == {"train": 120, "augmented": 0, "transfer": 0}
     model, tok, config = load_run(tmp_path / "rte-run")
     assert config["student_config"]["pair"] and tok.kind == "word"
 
@@ -168,7 +170,11 @@ def test_shipped_label_set_is_real_sst2_from_the_minilm_teacher():
     ls = LabelSet.load(DEFAULT_LABELS)
     m = ls.manifest
     assert m["teacher"]["name"] == "minilm-sst2" and m["teacher"]["config"]["num_hidden_layers"] == 6
-    assert m["data"]["rows"] == {"train": 67349, "dev": 872}
+    rows = m["data"]["rows"]
+    assert (rows["train"], rows["dev"], rows["transfer"]) == (67349, 872, 0)
+    assert m["augment"]["copies"] == 2 and 100_000 < rows["augmented"] <= 2 * 67349
+    assert ls.num_rows("train") == rows["train"] + rows["augmented"]
+    assert (ls.labels["train"][ls.origin["train"] == 1] == -1).all()
     assert m["teacher"]["dev_metric"] == pytest.approx(0.8922, abs=1e-4)
     agree = (ls.logits["dev"].argmax(1) == ls.splits["dev"].labels).mean()
     assert agree == pytest.approx(m["teacher"]["dev_metric"])
