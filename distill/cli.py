@@ -7,6 +7,8 @@ Each command declares its arguments as a dataclass whose fields carry `help` met
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from distill.errors import DistillError
@@ -38,6 +40,18 @@ def build_parser(spec, prog: str, description: str = "") -> argparse.ArgumentPar
         typ = {"int": int, "float": float}.get(base.split(" |")[0], str)
         parser.add_argument(flag, type=typ, default=f.default, help=f.metadata["help"])
     return parser
+
+
+def run_command(fn: Callable[[], object], on_interrupt: str = "rerun the same command to resume"):
+    """Run a command's body: a DistillError becomes `error: ...` on one line and exit code 2."""
+    try:
+        return fn()
+    except DistillError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {on_interrupt}", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 @dataclass

@@ -11,12 +11,11 @@ relabels it. A killed run resumes from the chunks it had finished.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import torch
 
-from distill.cli import AugmentFlags, _help, build_parser
+from distill.cli import AugmentFlags, _help, build_parser, run_command
 from distill.data import load_splits, read_transfer_file, resolve_task
 from distill.errors import DistillError
 
@@ -60,31 +59,29 @@ class LabelArgs(AugmentFlags):
             raise DistillError(f"--batch-size {self.batch_size} must be >= 1")
 
 
-def main(argv: list[str] | None = None):
+def label_main(argv: list[str] | None = None):
     """Parse argv, load the data, label it (or reuse a finished label set)."""
     from distill import teacher
 
-    try:
-        ns = build_parser(LabelArgs, "python -m distill.label", __doc__.split("\n\n")[0]).parse_args(argv)
-        args = LabelArgs(**vars(ns))
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        text_cols = tuple(c for c in (args.text_column, args.text_pair_column) if c) or None
-        task, splits = load_splits(resolve_task(args.task, text_cols, args.label_column), args.data)
-        transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
-        device = torch.device(args.device) if args.device else teacher.default_device()
-        return teacher.label(
-            args.teacher, task, splits, args.output_dir, max_length=args.max_length,
-            batch_size=args.batch_size, device=device, trust_remote_code=args.trust_remote_code,
-            data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
-            augment=args.augment_config(), transfer=transfer, transfer_source=args.transfer_file or "",
-            embedding_rows=args.embedding_rows)
-    except DistillError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
-        raise SystemExit(130) from None
+    ns = build_parser(LabelArgs, "python -m distill.label", __doc__.split("\n\n")[0]).parse_args(argv)
+    args = LabelArgs(**vars(ns))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    text_cols = tuple(c for c in (args.text_column, args.text_pair_column) if c) or None
+    task, splits = load_splits(resolve_task(args.task, text_cols, args.label_column), args.data)
+    transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
+    device = torch.device(args.device) if args.device else teacher.default_device()
+    return teacher.label(
+        args.teacher, task, splits, args.output_dir, max_length=args.max_length,
+        batch_size=args.batch_size, device=device, trust_remote_code=args.trust_remote_code,
+        data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
+        augment=args.augment_config(), transfer=transfer, transfer_source=args.transfer_file or "",
+        embedding_rows=args.embedding_rows)
+
+
+def main(argv: list[str] | None = None):
+    """`python -m distill.label`; bad input exits with one line."""
+    return run_command(lambda: label_main(argv))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import itertools
 import json
 import math
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from tqdm.auto import tqdm
 
 import students
 from distill.augment import MASK
-from distill.cli import AugmentFlags, _help, build_parser
+from distill.cli import AugmentFlags, _help, build_parser, run_command
 from distill.data import Split, length_bucketed_batches, resolve_task
 from distill.embeddings import INITS, pca_table
 from distill.errors import DistillError
@@ -633,14 +632,8 @@ def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, StudentTokenizer, di
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    try:
-        return run(parse_args(argv))
-    except DistillError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("\ninterrupted; rerun the same command with --resume to continue", file=sys.stderr)
-        raise SystemExit(130) from None
+    """`python -m distill.train`: parse argv and run; bad input exits with one line."""
+    return run_command(lambda: run(parse_args(argv)), "rerun the same command with --resume to continue")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from distill.labelset import LabelSet  # noqa: E402
 from distill.train import DEFAULT_LABELS  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
-AUG_MODES = {"gold": MODES["gold"], "original": ["--rows", "original"], "distilled": MODES["distilled"]}
+AUG_MODES = {"distilled": MODES["distilled"], "gold": MODES["gold"], "original": ["--rows", "original"]}
 
 
 def throughput(n: int = 1000, copies: int = 20) -> dict:
@@ -63,12 +63,13 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=str(ROOT / "runs" / "bench"), help="where the trained runs go")
     p.add_argument("--students", default=",".join(STUDENTS), help="comma-separated students")
     p.add_argument("--jobs", type=int, default=1, help="training runs at once (1 thread each when > 1)")
+    p.add_argument("--sentences", type=int, default=1000, help="sentences for the throughput measurement")
     args = p.parse_args(argv)
     students = tuple(args.students.split(","))
     if not (SHARED / "teachers/minilm-sst2").is_dir():
         sys.exit(f"error: needs the real teacher and data in {SHARED}")
     shipped = LabelSet.load(DEFAULT_LABELS).manifest
-    speed = throughput()
+    speed = throughput(args.sentences)
     results = train_all(Path(args.out), students, AUG_MODES, args.jobs)
     teacher = shipped["teacher"]["dev_metric"]
     rows = []

@@ -55,8 +55,8 @@ def train_all(out: Path, students: tuple[str, ...], modes: dict[str, list[str]] 
     Each run is `python -m distill.train` in a subprocess (log in <run>.log). With jobs > 1, that
     many run at once with one thread each: more runs per hour on 2 cores, slower runs."""
     todo, running, results = [], [], {}
-    for student in students:
-        for mode, extra in modes.items():
+    for mode, extra in modes.items():  # mode-major: the first mode's runs of every student come first
+        for student in students:
             run_dir = out / f"{student}-{mode}"
             if (run_dir / "report.json").is_file():
                 print(f"== {student} {mode}: already trained, reusing {run_dir}")
