@@ -18,17 +18,28 @@ def _help(text: str, default=None) -> dict:
     return {"help": text, "default": default}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not usage + error
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (not usage + error)."""
+
+    def error(self, message: str):
         self.exit(2, f"error: {message}; see --help\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks (its examples); shows a flag's default unless it is
+    None/False or the help already says it."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser(spec, prog: str, description: str = "") -> argparse.ArgumentParser:
     """An argparse parser with one dashed flag per field of the dataclass `spec`.
 
     The class's own fields come first in --help, inherited ones (shared flag groups) after."""
-    parser = _Parser(prog=prog, description=description,
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = Parser(prog=prog, description=description, formatter_class=HelpFormatter)
     own = set(spec.__dict__.get("__annotations__", {}))
     ordered = [f for f in fields(spec) if f.name in own] + [f for f in fields(spec) if f.name not in own]
     for f in ordered:

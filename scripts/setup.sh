@@ -8,4 +8,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt torch==2.13.0
-.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[search,augment,dev]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[search,augment,onnx,executorch,dev]"

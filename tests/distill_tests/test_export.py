@@ -1,0 +1,272 @@
+"""distill.export and distill.predict on tiny trained students: parity in each format, int8 kept or
+refused, bundles that still work after a move, and one-line errors for bad input."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distill import export
+from distill.data import pad_batch
+from distill.predict import Bundle
+from distill.predict import main as predict_main
+from distill.train import load_run
+from distill.train import main as train_main
+
+HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
+HAS_ET = importlib.util.find_spec("executorch") is not None
+needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs the onnx extra (pip install -e '.[onnx]'); "
+                                "CI installs it")
+needs_et = pytest.mark.skipif(not HAS_ET, reason="needs the executorch extra (pip install -e "
+                              "'.[executorch]'); CI installs it")
+STUDENTS = ("bilstm", "cnn", "transformer")
+TEXTS = ["good", "the plot was dull and the acting flat", "a witty and charming film",
+         "boring " * 30 + "movie"]  # a one-token text (below the CNN's filter width) and a long one
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_teacher, sst_dir, tmp_path_factory) -> dict[str, Path]:
+    """One trained tiny student per architecture (gold labels, so its margins are clear)."""
+    root = tmp_path_factory.mktemp("export-runs")
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DISTILL_CACHE", str(root / "cache"))
+        for s in STUDENTS:
+            train_main(["--student", s, "--teacher", str(tiny_teacher), "--data", str(sst_dir),
+                        "--output-dir", str(root / s), "--tokenizer", "word", "--embedding-init", "random",
+                        "--alpha", "1", "--lr", "0.01", "--epochs", "4", "--width", "16", "--embed-dim", "16",
+                        "--depth", "1", "--max-length", "16", "--batch-size", "16", "--no-progress",
+                        "--latency-repeats", "1"])
+            out[s] = root / s
+    return out
+
+
+def _export(run_dir: Path, out: Path, *flags) -> dict:
+    meta = export.main([str(run_dir), "--output-dir", str(out), *flags])
+    assert json.loads((out / "metadata.json").read_text()) == meta
+    return meta
+
+
+@pytest.fixture(scope="module")
+def onnx_bundles(runs, tmp_path_factory) -> dict[str, Path]:
+    if not HAS_ONNX:
+        pytest.skip("needs the onnx extra (pip install -e '.[onnx]'); CI installs it")
+    root = tmp_path_factory.mktemp("onnx")
+    return {s: (_export(runs[s], root / s), root / s)[1] for s in STUDENTS}
+
+
+def student_logits(run_dir: Path, texts: list[str]) -> np.ndarray:
+    model, tok, _ = load_run(run_dir)
+    ids, mask = pad_batch(tok.encode(texts), tok.pad_id, pair=False)
+    with torch.inference_mode():
+        return model(ids, mask).numpy()
+
+
+# ----------------------------------------------------------------------------- ONNX
+
+
+def _reuse_onnx(monkeypatch, src: Path):
+    """Skip the slow export step: copy an already exported model.onnx."""
+    def fake(model, path, **kwargs):
+        shutil.copy(src / "model.onnx", path)
+        return export._onnx_shapes(path)
+    monkeypatch.setattr(export, "export_onnx", fake)
+
+
+@needs_onnx
+@pytest.mark.parametrize("student", STUDENTS)
+def test_onnx_bundle_has_dynamic_shapes_and_matches_the_student(student, onnx_bundles, runs):
+    out = onnx_bundles[student]
+    meta = json.loads((out / "metadata.json").read_text())
+    for name in ("model.onnx", "tokenizer.json", "vocab.txt", "labels.txt", "README.md"):
+        assert (out / name).is_file(), name
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "temporary folder left"
+    assert meta["format"] == "onnx" and meta["precision"] == "fp32" and meta["student"] == student
+    assert meta["batch"]["dynamic"] and meta["length"]["dynamic"]  # the BiLSTM's too (ONNX LSTM op)
+    assert meta["inputs"][0] == {"name": "input_ids", "dtype": "int64", "shape": ["batch", "length"]}
+    assert meta["labels"] == ["negative", "positive"] == (out / "labels.txt").read_text().split()
+    p = meta["parity"]
+    assert p["rows"] == 40 and p["max_abs_logit_diff"] <= export.FP32_MAX_DIFF
+    assert p["label_agreement"] == 1.0 and p["bundle_metric"] == p["pytorch_metric"]
+    assert set(meta["latency_ms"]) == {"b1", "b32"}
+    assert "onnxruntime" in (out / "README.md").read_text() and "Kotlin" in (out / "README.md").read_text()
+    # any batch, any length up to the maximum, a single token included
+    bundle = Bundle(out)
+    ids, mask, truncated = bundle.encode(TEXTS)
+    assert ids.shape == (4, 16) and truncated.tolist() == [False, False, False, True]
+    np.testing.assert_allclose(bundle.logits(ids, mask), student_logits(runs[student], TEXTS), atol=1e-4)
+    np.testing.assert_allclose(bundle.logits(ids[:1, :1], mask[:1, :1]),
+                               student_logits(runs[student], TEXTS[:1]), atol=1e-4)
+
+
+@needs_onnx
+def test_int8_is_kept_only_when_it_agrees_and_is_not_slower(runs, onnx_bundles, tmp_path, monkeypatch):
+    _reuse_onnx(monkeypatch, onnx_bundles["bilstm"])  # the fp32 export itself is tested above
+    meta = _export(runs["bilstm"], tmp_path / "q", "--quantize", "int8")
+    q = meta["quantization"]
+    assert q["requested"] == "int8" and {"Gather", "LSTM"} <= set(q["op_types"])
+    assert q["int8_bytes"] < q["fp32_bytes"] and q["int8_parity"]["label_agreement"] >= 0.99
+    if q["kept"]:
+        assert meta["precision"] == "int8" and meta["model_bytes"] == q["int8_bytes"]
+    else:  # slower on this machine: fp32 shipped, and the reason says so
+        assert meta["precision"] == "fp32" and "slower" in q["reason"]
+    assert meta["model_bytes"] == (tmp_path / "q" / "model.onnx").stat().st_size
+    assert sorted(p.name for p in (tmp_path / "q").glob("*.onnx")) == ["model.onnx"]
+
+
+def _is_int8(path: Path) -> bool:
+    import onnx
+
+    return any(n.op_type.startswith("DynamicQuantize") for n in onnx.load(str(path)).graph.node)
+
+
+@needs_onnx
+def test_a_slower_int8_model_is_never_kept(runs, onnx_bundles, tmp_path, monkeypatch, capsys):
+    _reuse_onnx(monkeypatch, onnx_bundles["bilstm"])
+    monkeypatch.setattr(export, "time_bundle", lambda bundle, length, **k: {
+        "b1": 2.0 if _is_int8(bundle.model_path) else 1.0, "b32": 1.0})
+    meta = _export(runs["bilstm"], tmp_path / "q", "--quantize", "int8")
+    assert meta["precision"] == "fp32" and not meta["quantization"]["kept"]
+    assert "int8 is more than 3% slower than fp32" in capsys.readouterr().out
+    assert not _is_int8(tmp_path / "q" / "model.onnx")
+    assert "int8 was requested and not kept" in (tmp_path / "q" / "README.md").read_text()
+
+
+@needs_onnx
+@pytest.mark.parametrize("knob, flags, message", [
+    ("INT8_MIN_AGREEMENT", ["--quantize", "int8"], "int8 parity check failed"),
+    ("FP32_MAX_DIFF", [], "parity check failed"),
+])
+def test_failed_parity_fails_loudly_and_writes_nothing(knob, flags, message, runs, onnx_bundles,
+                                                       tmp_path, monkeypatch, capsys):
+    _reuse_onnx(monkeypatch, onnx_bundles["cnn"])
+    monkeypatch.setattr(export, knob, 1.01 if knob == "INT8_MIN_AGREEMENT" else -1.0)
+    with pytest.raises(SystemExit) as e:
+        export.main([str(runs["cnn"]), "--output-dir", str(tmp_path / "b"), *flags])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and message in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []  # no bundle, no temporary folder
+
+
+# ----------------------------------------------------------------------------- ExecuTorch
+
+
+@needs_et
+@pytest.mark.parametrize("student", [  # the transformer's lowering takes ~10 s: slow
+    "bilstm", "cnn", pytest.param("transformer", marks=pytest.mark.slow)])
+def test_executorch_bundle_matches_the_student(student, runs, tmp_path):
+    # the BiLSTM unrolls over a fixed length in ExecuTorch: keep it short so the test is quick
+    flags = ["--max-length", "3"] if student == "bilstm" else ["--batch-size", "3"]
+    meta = _export(runs[student], tmp_path / "b", "--format", "executorch", *flags)
+    assert meta["format"] == "executorch" and meta["backend"] == "XNNPACK"
+    assert (tmp_path / "b" / "model.pte").is_file() and not meta["batch"]["dynamic"]
+    assert meta["parity"]["max_abs_logit_diff"] <= export.FP32_MAX_DIFF
+    assert meta["parity"]["label_agreement"] == 1.0
+    bundle = Bundle(tmp_path / "b")
+    ids, mask, truncated = bundle.encode(TEXTS)
+    if student == "bilstm":
+        assert meta["length"] == {"dynamic": False, "min": 1, "max": 3,
+                                  "why_fixed": "ExecuTorch cannot take a dynamic length through an LSTM today"}
+        assert meta["inputs"][0]["shape"] == [1, 3] and ids.shape == (4, 3)
+        assert truncated.tolist() == [False, True, True, True]
+        expected = student_logits(runs[student], [" ".join(t.split()[:3]) for t in TEXTS])
+    else:
+        assert meta["length"]["dynamic"] and meta["inputs"][0]["shape"] == [3, "length"]
+        expected = student_logits(runs[student], TEXTS)
+    # 4 rows through a batch-1 or batch-3 program: chunks, the last one padded with empty rows
+    np.testing.assert_allclose(bundle.logits(ids, mask), expected, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- distill.predict
+
+
+@needs_onnx
+def test_predict_gives_the_students_labels_and_notes_truncation_once(runs, onnx_bundles, capsys):
+    predict_main([str(onnx_bundles["bilstm"]), *TEXTS, "--json"])
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    labels = ["negative", "positive"]
+    expected = [labels[i] for i in student_logits(runs["bilstm"], TEXTS).argmax(1)]
+    assert [r["label"] for r in rows] == expected and [r["text"] for r in rows] == TEXTS
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
+    assert [r["truncated"] for r in rows] == [False, False, False, True]
+    assert err.count("truncated") == 1 and "1 of 4 text(s) had more than 16 tokens" in err
+    predict_main([str(onnx_bundles["bilstm"]), TEXTS[2]])
+    assert capsys.readouterr().out.startswith(expected[2] + "\t")
+
+
+@needs_onnx
+def test_predict_reads_stdin_and_runs_an_onnx_bundle_without_torch(onnx_bundles):
+    # torch made unimportable: the ONNX path must not need it
+    code = ("import sys; sys.modules['torch'] = None; from distill.predict import main; "
+            f"main([{str(onnx_bundles['cnn'])!r}])")
+    res = subprocess.run([sys.executable, "-c", code], input="a witty film\n\ndull plot\n",
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and lines[1].endswith("dull plot")
+
+
+@needs_onnx
+def test_a_moved_bundle_still_works(runs, onnx_bundles, tmp_path):
+    moved = tmp_path / "elsewhere" / "bundle"
+    shutil.copytree(onnx_bundles["transformer"], moved)
+    text = (moved / "metadata.json").read_text()
+    assert str(onnx_bundles["transformer"]) not in text  # every path in it is relative
+    bundle = Bundle(moved)
+    ids, mask, _ = bundle.encode(TEXTS)
+    np.testing.assert_allclose(bundle.logits(ids, mask), student_logits(runs["transformer"], TEXTS), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--format", "tflite"], "--format tflite: unknown format; choose one of: onnx, executorch"),
+    (["--format", "executorch", "--quantize", "int8"], "use --format onnx"),
+    (["--batch-size", "4"], "--batch-size is for --format executorch"),
+    (["--max-length", "0"], "--max-length 0 must be >= 1"),
+    (["--quantize", "int4"], "--quantize int4: choose none or int8"),
+])
+def test_bad_flags_give_one_line_errors(flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        export.main([str(tmp_path), "--output-dir", str(tmp_path / "b"), *flags])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and message in err and "\n" not in err and "Traceback" not in err
+
+
+@needs_onnx
+def test_bad_inputs_name_the_problem_and_the_fix(runs, tmp_path, capsys, monkeypatch):
+    def error(argv, main=export.main) -> str:
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and "\n" not in err and "Traceback" not in err, err
+        return err
+
+    assert "is not a trained student" in error([tmp_path, "--output-dir", tmp_path / "b"])
+    assert "has 512 positions" in error([runs["transformer"], "--max-length", "600",
+                                         "--output-dir", tmp_path / "b"])
+    assert "--labels" in error([runs["cnn"], "--labels", tmp_path / "nope", "--output-dir", tmp_path / "b"])
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert "--overwrite" in error([runs["cnn"], "--output-dir", tmp_path / "full"])
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
+    err = error([runs["cnn"], "--output-dir", tmp_path / "b"])
+    assert "needs the 'onnx' extra" in err and "pip install" in err
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    monkeypatch.setitem(sys.modules, "executorch.exir", None)
+    err = error([runs["cnn"], "--format", "executorch", "--output-dir", tmp_path / "b"])
+    assert "needs the 'executorch' extra" in err and "[executorch]" in err
+    monkeypatch.delitem(sys.modules, "executorch.exir")
+    monkeypatch.setattr(export, "export_onnx", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no")))
+    assert "cannot be exported to onnx (RuntimeError: no); --format executorch" in error(
+        [runs["cnn"], "--output-dir", tmp_path / "b"])
+    assert "is not an export bundle" in error([tmp_path, "x"], predict_main)
+    assert not (tmp_path / "b").exists()
