@@ -1,0 +1,134 @@
+"""Budgets: what a student may cost, measured before any training.
+
+    budget = Budget(max_size_mb=5, precision="int8")            # size at the export precision
+    budget = Budget(max_params=2_000_000)                       # parameters with embeddings
+    budget = Budget(max_latency_ms=2, timing=Timing(batch=1, length=20, threads=1))
+    cost = measure(model, vocab_size, pair=False, timing=budget.timing, precision=budget.precision)
+    budget.violations(cost)   # {"latency_ms": 0.31} -> over by 31%; {} or values <= 0: within
+
+Sizes count every parameter, embeddings included, at `precision` bytes each (1 MB = 10^6 bytes;
+an export's scales and file headers are not counted). Latency is the median wall time of
+`timing.repeats` forward passes at `timing.batch` x `timing.length` tokens on this CPU with
+`timing.threads` threads, timed with distill.evaluate.measure_latency. Each violation is the
+relative excess, cost / limit - 1, so one number per budget, in no unit, goes to Optuna's
+constraints API (`trial.set_constraint`); the objective's score never includes it.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from distill.evaluate import measure_latency, student_inputs
+
+BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How latency is measured: batch size, sequence length, CPU threads, timed passes."""
+
+    batch: int = 1
+    length: int = 32
+    threads: int = 1
+    repeats: int = 20
+
+    def describe(self) -> str:
+        return (f"batch {self.batch}, {self.length} tokens, {self.threads} thread(s), "
+                f"median of {self.repeats}")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one student costs: parameters, megabytes at the precision, CPU latency."""
+
+    params: int
+    params_without_embeddings: int
+    size_mb: float
+    latency_ms: float
+    seconds: float = 0.0  # time spent building nothing, only counting and timing
+
+    def to_dict(self) -> dict:
+        return {"params": self.params, "params_without_embeddings": self.params_without_embeddings,
+                "size_mb": round(self.size_mb, 4), "latency_ms": round(self.latency_ms, 4)}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on size and latency; None = no limit of that kind."""
+
+    max_params: int | None = None
+    max_size_mb: float | None = None
+    max_latency_ms: float | None = None
+    precision: str = "fp32"
+    timing: Timing = field(default_factory=Timing)
+
+    def __post_init__(self) -> None:
+        if self.precision not in BYTES_PER_PARAM:
+            raise ValueError(f"precision must be one of {', '.join(BYTES_PER_PARAM)}")
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.max_params, self.max_size_mb, self.max_latency_ms))
+
+    def limits(self) -> dict[str, float]:
+        """{constraint name: limit} of the budgets that are set."""
+        named = {"params": self.max_params, "size_mb": self.max_size_mb,
+                 "latency_ms": self.max_latency_ms}
+        return {k: float(v) for k, v in named.items() if v is not None}
+
+    def violations(self, cost: Cost) -> dict[str, float]:
+        """{constraint name: cost / limit - 1} for each budget set; > 0 means over budget."""
+        return {k: getattr(cost, k) / limit - 1.0 for k, limit in self.limits().items()}
+
+    def fits(self, cost: Cost) -> bool:
+        return all(v <= 0 for v in self.violations(cost).values())
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_params is not None:
+            parts.append(f"<= {self.max_params:,} parameters")
+        if self.max_size_mb is not None:
+            parts.append(f"<= {self.max_size_mb:g} MB at {self.precision}")
+        if self.max_latency_ms is not None:
+            parts.append(f"<= {self.max_latency_ms:g} ms ({self.timing.describe()})")
+        return ", ".join(parts) or "no budget"
+
+    def over(self, cost: Cost) -> str:
+        """What is over budget, in words: 'latency 0.41 ms > 0.30 ms'."""
+        out = []
+        for k, v in self.violations(cost).items():
+            if v > 0:
+                limit = self.limits()[k]
+                unit = {"params": "", "size_mb": " MB", "latency_ms": " ms"}[k]
+                fmt = (lambda x: f"{x:,.0f}") if k == "params" else (lambda x: f"{x:.3g}")
+                out.append(f"{k.split('_')[0]} {fmt(getattr(cost, k))}{unit} > {fmt(limit)}{unit}")
+        return ", ".join(out)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with n intra-op threads, then restore the previous setting."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def measure(model: torch.nn.Module, vocab_size: int, pair: bool, timing: Timing,
+            precision: str = "fp32") -> Cost:
+    """Count and time an (untrained) student; weights do not change its size or speed."""
+    t0 = time.perf_counter()
+    params = model.num_parameters()
+    without = model.num_parameters(exclude_embeddings=True)
+    with torch_threads(timing.threads):
+        lat = measure_latency(model, student_inputs(vocab_size, timing.length, pair), "cpu",
+                              batches=(timing.batch,), repeats=timing.repeats)
+    return Cost(params=params, params_without_embeddings=without,
+                size_mb=params * BYTES_PER_PARAM[precision] / 1e6,
+                latency_ms=lat[f"cpu_b{timing.batch}"], seconds=time.perf_counter() - t0)

@@ -1,0 +1,236 @@
+"""One trial of the search: sample a student, check its budget, train it with `fit()`, score it.
+
+    objective = Objective(settings)          # loads the label set once per process
+    study.optimize(objective, n_trials=10)
+
+A trial (1) samples a configuration from search.space, (2) builds the student with random weights
+and measures it (search.budget: parameters, megabytes, CPU latency), (3) records each budget as an
+Optuna constraint with `trial.set_constraint`, and stops there if any is violated: the trial is
+finished as infeasible without a single training step, (4) otherwise initialises the embeddings the
+way distill.train does and trains on a fixed subset of the training rows with distill.train.fit,
+reporting the dev metric after each epoch to the pruner, and (5) returns the best dev metric, or
+(metric, cost) for a Pareto search. TensorBoard logs go to <output>/trials/<number>/tb.
+
+An infeasible trial still returns values, because Optuna's samplers (NSGA-II in particular) only
+learn from finished trials: the metric's floor, and for a Pareto search its measured cost. They are
+never compared with feasible values: samplers rank infeasible trials by their constraint violation
+first, and study.best_trial / best_trials leave them out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import students
+from distill.data import Split
+from distill.labelset import LabelSet
+from distill.train import TrainArgs, encode, fit, get_label_set, make_tokenizer
+from distill.train import build_model as _build_model  # the original, even while run() is hooked
+from search.budget import Budget, Cost, measure
+from search.space import Candidate, SpaceLimits, suggest
+
+METRIC_FLOOR = {"accuracy": 0.0, "f1": 0.0, "mcc": -1.0}
+COST_KEYS = {"latency": "latency_ms", "size": "size_mb"}
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of one search shares (picklable: it goes to each worker process)."""
+
+    base: TrainArgs  # labels, tokenizer, epochs, batch size, seed ...; each trial replaces its knobs
+    students: tuple[str, ...]
+    budget: Budget
+    limits: SpaceLimits = field(default_factory=SpaceLimits)
+    objective: str = "metric"  # "metric" | "pareto"
+    cost: str = "latency"  # second objective of a Pareto search: "latency" | "size"
+    train_rows: int = 0  # 0 = every training row
+    output_dir: str = "runs/search"
+    log_prefix: str = ""
+
+    @property
+    def cost_key(self) -> str:
+        return COST_KEYS[self.cost]
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def training_subset(ls: LabelSet, rows: int, seed: int) -> tuple[Split, np.ndarray]:
+    """(split, teacher logits) of `rows` training rows drawn at random: the same rows every trial."""
+    train, logits = ls.splits["train"], ls.logits["train"]
+    if not rows or rows >= len(train):
+        return train, logits
+    idx = np.sort(np.random.default_rng(seed).choice(len(train), rows, replace=False))
+    sub = Split([train.texts[i] for i in idx], train.labels[idx], f"{train.source} ({rows} rows)")
+    return sub, logits[idx]
+
+
+def trial_args(base: TrainArgs, cand: Candidate) -> TrainArgs:
+    """The TrainArgs of one candidate: the base flags with the candidate's knobs."""
+    return dataclasses.replace(base, student=cand.student, **cand.train)
+
+
+def build_candidate(args: TrainArgs, ls: LabelSet, tok, arch: dict) -> torch.nn.Module:
+    """The student with random weights, including the fields TrainArgs has no flag for (`arch`)."""
+    overrides = {k: v for k, v in (("embed_dim", args.embed_dim), ("dropout", args.dropout))
+                 if v is not None}
+    torch.manual_seed(args.seed)
+    return students.build_student(
+        args.student, vocab_size=tok.vocab_size, num_labels=ls.task.num_labels, pair=ls.task.pair,
+        pad_id=tok.pad_id, width=args.width, depth=args.depth, **overrides, **arch)
+
+
+def init_embeddings(model: torch.nn.Module, args: TrainArgs, ls: LabelSet, tok) -> str:
+    """Initialise the embedding table exactly as distill.train.build_model does; returns the init.
+
+    build_model takes no config fields beyond width/depth/embed_dim/dropout, so it builds a
+    student with the same table (same vocabulary and embedding size) and the table is copied."""
+    init = args.embedding_init
+    if init == "auto":
+        init = "teacher-svd" if args.tokenizer == "teacher" else "random"
+    if init == "teacher-svd":
+        base, init = _build_model(args, ls, tok)
+        with torch.no_grad():
+            model.embedding.weight.copy_(base.embedding.weight)
+    return init
+
+
+def build_with_arch(arch: dict):
+    """A drop-in for distill.train.build_model that also sets the `arch` fields."""
+    def build(args: TrainArgs, ls: LabelSet, tok) -> tuple[torch.nn.Module, str]:
+        model = build_candidate(args, ls, tok, arch)
+        return model, init_embeddings(model, args, ls, tok)
+    return build
+
+
+class Objective:
+    """The callable given to study.optimize; holds the label set and encoded data of one process."""
+
+    def __init__(self, settings: TrialSettings, device: str | None = None):
+        self.s = settings
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.ls = get_label_set(settings.base, torch.device(self.device))
+        self.train_split, self.train_logits = training_subset(self.ls, settings.train_rows, settings.base.seed)
+        self._toks: dict[tuple, object] = {}
+        self._data: dict[int, tuple] = {}
+
+    def tokenizer(self, args: TrainArgs):
+        """The student tokenizer for the args, cached per vocabulary size.
+
+        A word vocabulary is built from every training row, as the full retrain builds it, so a
+        trial's size is the size of the student it stands for."""
+        key = (args.tokenizer, args.vocab_max_size if args.tokenizer == "word" else None)
+        if key not in self._toks:
+            self._toks[key] = make_tokenizer(args, self.ls)
+        return self._toks[key]
+
+    def data(self, args: TrainArgs):
+        """(tokenizer, train, dev): the training subset and the dev split, encoded (cached)."""
+        tok = self.tokenizer(args)
+        if id(tok) not in self._data:
+            self._data[id(tok)] = (encode(self.train_split, self.train_logits, tok),
+                                   encode(self.ls.splits["dev"], self.ls.logits["dev"], tok))
+        return (tok, *self._data[id(tok)])
+
+    def candidate(self, trial) -> tuple[Candidate, TrainArgs]:
+        cand = suggest(trial, self.s.students, self.s.base.tokenizer, self.s.limits)
+        return cand, trial_args(self.s.base, cand)
+
+    def cost_of(self, cand: Candidate, args: TrainArgs) -> tuple[torch.nn.Module, Cost]:
+        """Build the candidate with random weights and measure it (no training)."""
+        tok = self.tokenizer(args)
+        model = build_candidate(args, self.ls, tok, cand.arch)
+        b = self.s.budget
+        return model, measure(model, tok.vocab_size, self.ls.task.pair, b.timing, b.precision)
+
+    def _log(self, msg: str) -> None:
+        print(f"{self.s.log_prefix}{msg}", flush=True)
+
+    def __call__(self, trial):
+        import optuna
+
+        # first, so that a rerun can tell a trial whose process was killed from a live one
+        trial.set_user_attr("worker", worker_id())
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:  # Optuna marks it failed; queue it to run again on the rerun
+            if trial.params:
+                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            raise
+        except Exception as e:  # one line here; Optuna records the trial as failed
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            trial.set_user_attr("error", msg)
+            trial.set_user_attr("error_kind", type(e).__name__)
+            self._log(f"trial {trial.number} failed: {type(e).__name__}: {msg}")
+            raise
+
+    def _run(self, trial):
+        import optuna
+
+        s, metric = self.s, self.ls.task.metric
+        cand, args = self.candidate(trial)
+        trial.set_user_attr("student", cand.student)
+        trial.set_user_attr("config", cand.describe())
+        trial.set_user_attr("arch", {k: list(v) if isinstance(v, tuple) else v for k, v in cand.arch.items()})
+        model, cost = self.cost_of(cand, args)
+        trial.set_user_attr("cost", cost.to_dict())
+        trial.set_user_attr("check_seconds", round(cost.seconds, 3))
+        head = (f"trial {trial.number} {cand.describe()}: {cost.latency_ms:.3f} ms, "
+                f"{cost.size_mb:.2f} MB, {cost.params:,} params")
+        violations = s.budget.violations(cost)
+        for name, v in violations.items():
+            trial.set_constraint(name, v)
+        if any(v > 0 for v in violations.values()):
+            trial.set_user_attr("rejected", s.budget.over(cost))
+            self._log(f"{head}; over budget ({s.budget.over(cost)}): not trained")
+            floor = METRIC_FLOOR.get(metric, 0.0)
+            return floor if s.objective == "metric" else (floor, getattr(cost, s.cost_key))
+
+        tok, train, dev = self.data(args)
+        init_embeddings(model, args, self.ls, tok)
+        run_dir = Path(s.output_dir) / "trials" / f"{trial.number:04d}"
+        shutil.rmtree(run_dir, ignore_errors=True)  # a new trial number: anything there is stale
+        trial.set_user_attr("tb", str(run_dir / "tb"))
+
+        scores: list[float] = []
+
+        def on_epoch(epoch: int, score: float) -> None:
+            scores.append(score)
+            if s.objective != "metric":
+                return  # Optuna's pruners are single-objective
+            trial.report(score, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"dev {metric} {score:.4f} after epoch {epoch}")
+
+        cfg = dataclasses.replace(args.fit_config(self.device, args.epochs), progress=False,
+                                  checkpoint_every_s=1e9)  # a trial is never resumed mid-way
+        t0 = time.perf_counter()
+        try:
+            result = fit(model, train, dev, cfg, metric, run_dir=run_dir, on_epoch=on_epoch)
+        except optuna.TrialPruned:
+            trial.set_user_attr("train_seconds", round(time.perf_counter() - t0, 2))
+            trial.set_user_attr("pruned_metric", max(scores))
+            self._log(f"{head}; pruned after epoch {len(scores)} (dev {metric} {100 * max(scores):.2f})")
+            raise
+        finally:
+            shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+        trial.set_user_attr("train_seconds", round(result.seconds, 2))
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("steps", result.steps)
+        self._log(f"{head}; dev {metric} {100 * result.best_metric:.2f} "
+                  f"(epoch {result.best_epoch}, {result.seconds:.0f} s)")
+        if s.objective == "metric":
+            return result.best_metric
+        return result.best_metric, getattr(cost, s.cost_key)

@@ -1,0 +1,144 @@
+"""python -m search.run end to end on tiny data: outputs, Pareto front, seeds, reruns, bad input."""
+
+import csv
+import json
+
+import pytest
+from search_helpers import make_labels, tiny, trials_of
+
+from search.run import main
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory, tiny_teacher, sst_dir):
+    return make_labels(tmp_path_factory, tiny_teacher, sst_dir)
+
+
+def test_metric_search_writes_leaderboard_plot_and_retrained_student(labels, tmp_path, capsys):
+    out = tmp_path / "s"
+    argv = tiny(labels, out, "--student", "cnn,bilstm", "--max-params", 9000, "--trials", 6,
+                "--retrain", 1, "--retrain-epochs", 1)
+    summary = main(argv)
+    text = capsys.readouterr().out
+    assert summary["trials"] == 6 and summary["trained"] + summary["pruned"] + summary["rejected"] == 6
+    for name in ("leaderboard.md", "leaderboard.csv", "plot.png", "summary.json", "study.db", "search.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader(open(out / "leaderboard.csv")))
+    assert len(rows) == 6 and {r["status"] for r in rows} <= {"trained", "pruned", "rejected"}
+    for r in rows:
+        if r["status"] == "rejected":
+            assert int(r["params"]) > 9000 and not r["tb"] and not r["dev_metric"]
+        else:
+            assert int(r["params"]) <= 9000 and (out / "trials" / f"{int(r['trial']):04d}" / "tb").is_dir()
+            assert not (out / "trials" / f"{int(r['trial']):04d}" / "checkpoint").exists()
+    md = (out / "leaderboard.md").read_text()
+    assert "rejected by the budget before training" in md and "[tb](trials/" in md
+    best = summary["best"][0]
+    assert best["params"] <= 9000 and f"best feasible: trial {best['trial']}" in text
+    # the best student, retrained on every row, saved like a distill.train run with its report
+    run_dir = out / "best" / f"trial-{best['trial']:04d}"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "report.md", "report.json"):
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["student"] == best["student"]
+    retrained = summary["retrained"][0]
+    assert retrained["params"] == best["params"] and "(teacher) |" in (run_dir / "report.md").read_text()
+    # the same command again: nothing new to run, nothing retrained twice, every trial kept
+    again = main(argv)
+    text = capsys.readouterr().out
+    assert again["trials"] == 6 and "6 of 6 trials done" in text and "already retrained" in text
+
+
+def test_pareto_search_reports_the_front(labels, tmp_path):
+    out = tmp_path / "p"
+    summary = main(tiny(labels, out, "--student", "cnn,transformer", "--objective", "pareto",
+                        "--max-latency-ms", 1000, "--trials", 5))
+    front = summary["pareto_front"]
+    assert front and summary["rejected"] == 0 and summary["pruned"] == 0  # no pruner for pareto
+    rows = {int(r["trial"]): r for r in csv.DictReader(open(out / "leaderboard.csv"))}
+    assert {n for n, r in rows.items() if r["pareto"] == "1"} == set(front)
+    # no front member is dominated by another trained trial
+    pts = {n: (float(r["dev_metric"]), float(r["latency_ms"])) for n, r in rows.items() if r["status"] == "trained"}
+    for n in front:
+        m, lat = pts[n]
+        assert not any(m2 >= m and l2 <= lat and (m2, l2) != (m, lat) for m2, l2 in pts.values())
+    assert "| Pareto |" in (out / "leaderboard.md").read_text()
+
+
+def test_the_same_seed_gives_the_same_trials(labels, tmp_path):
+    def params(out, seed):
+        main(tiny(labels, out, "--student", "cnn,bilstm", "--trials", 4, "--seed", seed,
+                  "--max-params", 9000))
+        return [t.params for t in trials_of(f"sqlite:///{out}/study.db", "sst2-cnn+bilstm-metric")]
+
+    first = params(tmp_path / "a", 5)
+    assert params(tmp_path / "b", 5) == first
+    assert params(tmp_path / "c", 6) != first
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--student", "cnn,gru"], "--student cnn,gru: unknown student gru; choose from: bilstm, cnn, transformer"),
+    (["--objective", "pareto", "--pruner", "median"], "--pruner median works with --objective metric only"),
+    (["--storage", "postgresql://nobody@127.0.0.1:9/nothing"],
+     "--storage postgresql://nobody@127.0.0.1:9/nothing: cannot open it"),
+    (["--storage", "not-a-url"], "--storage not-a-url: not a storage URL"),
+    (["--storage", "journal:/nonexistent/dir/j.log"], "the folder /nonexistent/dir does not exist"),
+    (["--trials", "0"], "--trials 0 must be >= 1"),
+    (["--labels", "/nonexistent"], "not a label set"),
+    (["--max-size-mb", "x"], "invalid float value"),
+])
+def test_bad_input_is_a_one_line_error_before_any_trial(labels, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    argv = tiny(labels, out, "--trials", 2)
+    if "--labels" in extra:
+        argv[argv.index("--labels") + 1] = extra[1]
+        extra = []
+    with pytest.raises(SystemExit) as e:
+        main(argv + extra)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and message in err, err
+    assert "\n" not in err and "Traceback" not in err
+    assert not (out / "trials").exists()
+
+
+def test_a_study_of_another_search_is_refused(labels, tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    main(tiny(labels, tmp_path / "a", "--student", "cnn", "--trials", 1, "--storage", storage,
+              "--study-name", "sst2"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(tiny(labels, tmp_path / "b", "--student", "bilstm", "--trials", 1, "--storage", storage,
+                  "--study-name", "sst2"))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "\n" not in err
+    assert "--study-name sst2 in" in err and "belongs to a different search (--student: students was ['cnn']" in err
+    assert not (tmp_path / "b" / "trials").exists()
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--student", "--max-size-mb", "--max-latency-ms", "--objective", "--storage", "--workers",
+                 "--study-name", "--train-rows", "--retrain", "--pruner", "--precision", "--latency-threads"):
+        assert flag in text, flag
+
+
+def test_failing_trials_stop_the_search_with_one_line(labels, tmp_path, monkeypatch, capsys):
+    import search.objective as objective_mod
+
+    def broken(*a, **k):
+        raise RuntimeError("out of memory\nmore detail")
+
+    monkeypatch.setattr(objective_mod, "fit", broken)
+    with pytest.raises(SystemExit) as e:
+        main(tiny(labels, tmp_path / "f", "--student", "cnn", "--trials", 5))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "\n" not in err and "Traceback" not in err
+    assert "three trials in a row failed" in err and "out of memory" in err
+
+
+@pytest.mark.parametrize("extra", [["--pruner", "hyperband"], ["--sampler", "random", "--pruner", "none"]])
+def test_other_pruners_and_samplers_run(labels, tmp_path, extra):
+    summary = main(tiny(labels, tmp_path / "h", "--student", "cnn,bilstm", "--trials", 3, "--epochs", 3, *extra))
+    assert summary["trials"] == 3 and summary["failed"] == 0

@@ -1,0 +1,80 @@
+"""search.space: every sampled configuration builds; the smallest corner is the smallest; seeds repeat."""
+
+import optuna
+import pytest
+
+import students
+from search.space import SpaceLimits, smallest, suggest, suggest_student
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _build(cand, vocab=60):
+    return students.build_student(cand.student, vocab_size=vocab, num_labels=2, width=cand.train["width"],
+                                  depth=cand.train["depth"], embed_dim=cand.train["embed_dim"],
+                                  dropout=cand.train["dropout"], **cand.arch)
+
+
+@pytest.mark.parametrize("name", ["bilstm", "cnn", "transformer"])
+def test_sampled_configurations_build_and_the_corner_is_smallest(name):
+    lim = SpaceLimits(max_width=64, max_embed_dim=32)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    corner = _build(smallest(name, limits=lim)).num_parameters()
+    for _ in range(12):
+        trial = study.ask()
+        cand = suggest_student(trial, name, limits=lim)
+        model = _build(cand)  # raises if the space produced an invalid config
+        assert model.num_parameters() >= corner
+        assert 16 <= cand.train["width"] <= 64 and 16 <= cand.train["embed_dim"] <= 32
+        assert 0 <= cand.train["alpha"] <= 0.5 and cand.train["lr"] > 0
+        assert all(p.startswith(f"{name}.") for p in trial.params)
+        study.tell(trial, 0.0)
+
+
+def test_transformer_heads_always_divide_the_width():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(30):
+        cand = suggest_student(study.ask(), "transformer")
+        assert cand.train["width"] % cand.arch["heads"] == 0
+        assert cand.arch["ff_dim"] in {m * cand.train["width"] for m in (1, 2, 4)}
+
+
+def test_cnn_filter_widths_replace_depth():
+    cand = suggest_student(optuna.trial.FixedTrial(
+        {"cnn.depth": 2, "cnn.first_width": 2, "cnn.width": 20, "cnn.embed_dim": 16, "cnn.mlp_hidden": 0,
+         "cnn.dropout": 0.1, "cnn.lr": 1e-3, "cnn.alpha": 0.0}), "cnn")
+    assert cand.arch["filter_widths"] == (2, 3) and cand.train["depth"] is None
+    assert _build(cand).config.filter_widths == (2, 3)
+
+
+def test_students_share_a_study_through_a_categorical_and_word_vocab_is_searched():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(15):
+        trial = study.ask()
+        cand = suggest(trial, ("bilstm", "cnn"), tokenizer="word")
+        assert trial.params["student"] == cand.student
+        assert "vocab_size" in trial.params and cand.train["vocab_max_size"] == trial.params["vocab_size"]
+        seen.add(cand.student)
+        study.tell(trial, 0.0)
+    assert seen == {"bilstm", "cnn"}
+    # one student: no categorical, and the teacher's tokenizer has no vocabulary to search
+    trial = study.ask()
+    suggest(trial, ("cnn",))
+    assert "student" not in trial.params and "vocab_size" not in trial.params
+
+
+def test_a_seeded_sampler_gives_the_same_sequence():
+    from search.run import SearchArgs, make_sampler
+
+    def sequence(seed):
+        args = SearchArgs(student="bilstm,cnn,transformer", trials=12, seed=seed)
+        study = optuna.create_study(direction="maximize", sampler=make_sampler(args, seed))
+        for _ in range(12):  # past TPE's random start-up trials
+            trial = study.ask()
+            cand = suggest(trial, args.students)
+            study.tell(trial, cand.train["width"] / 512 - cand.train["dropout"])
+        return [t.params for t in study.trials]
+
+    assert sequence(3) == sequence(3)
+    assert sequence(3) != sequence(4)
