@@ -27,8 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 import optuna  # noqa: E402
+from bench_students import update_readme  # noqa: E402
 
 from distill.io import atomic_write_json, atomic_write_text  # noqa: E402
 from distill.train import TrainArgs  # noqa: E402
@@ -138,16 +140,6 @@ def render(runs: dict, bilstm: dict, budget_ms: float, args) -> tuple[dict, str]
     return data, "\n".join(lines) + "\n"
 
 
-def update_readme(md: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- bench_search -->", "<!-- /bench_search -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(f"{head}{start}\n{md}{end}{tail}")
-
-
 def main_bench(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-search"), help="where the two searches go")
@@ -177,7 +169,7 @@ def main_bench(argv=None) -> None:
     atomic_write_json(results / "bench_search.json", data)
     atomic_write_text(results / "bench_search.md", md)
     if args.labels is None:
-        update_readme(md)
+        update_readme(md, "bench_search")
     print("\n" + md)
 
 
