@@ -227,62 +227,64 @@ def fit(
     t_start, last_ckpt = time.perf_counter() - p["seconds"], time.perf_counter()
     bar = tqdm(total=total, initial=p["step"], desc="training", unit="step",
                disable=not cfg.progress, mininterval=1.0)
-    stop = p["step"] >= total or p["bad_epochs"] >= cfg.patience
-    while not stop and p["epoch"] < cfg.epochs:
-        model.train()
-        rng = np.random.default_rng([cfg.seed, p["epoch"]])  # same order on resume
-        batches = length_bucketed_batches(train.lengths, cfg.batch_size, rng)
-        for bi in range(p["step_in_epoch"], len(batches)):
-            ids, mask, labels, teacher = train.batch(batches[bi], device)
-            terms = distillation_loss(model(ids, mask), teacher, labels, cfg.loss, cfg.alpha,
-                                      cfg.temperature)
-            opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            p["step"] += 1
-            p["step_in_epoch"] = bi + 1
-            bar.update(1)
-            if p["step"] % 20 == 0:
-                bar.set_postfix(loss=f"{terms['loss'].item():.4f}")
-                if writer:
-                    for k, v in terms.items():
-                        writer.add_scalar(f"train/{k}", v.item(), p["step"])
-                    writer.add_scalar("train/lr", sched.get_last_lr()[0], p["step"])
-            if p["step"] >= total:
-                break
-            if ckpt is not None and time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
-                p["seconds"] = time.perf_counter() - t_start
+    try:
+        stop = p["step"] >= total or p["bad_epochs"] >= cfg.patience
+        while not stop and p["epoch"] < cfg.epochs:
+            model.train()
+            rng = np.random.default_rng([cfg.seed, p["epoch"]])  # same order on resume
+            batches = length_bucketed_batches(train.lengths, cfg.batch_size, rng)
+            for bi in range(p["step_in_epoch"], len(batches)):
+                ids, mask, labels, teacher = train.batch(batches[bi], device)
+                terms = distillation_loss(model(ids, mask), teacher, labels, cfg.loss, cfg.alpha,
+                                          cfg.temperature)
+                opt.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                p["step"] += 1
+                p["step_in_epoch"] = bi + 1
+                bar.update(1)
+                if p["step"] % 20 == 0:
+                    bar.set_postfix(loss=f"{terms['loss'].item():.4f}")
+                    if writer:
+                        for k, v in terms.items():
+                            writer.add_scalar(f"train/{k}", v.item(), p["step"])
+                        writer.add_scalar("train/lr", sched.get_last_lr()[0], p["step"])
+                if p["step"] >= total:
+                    break
+                if ckpt is not None and time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
+                    p["seconds"] = time.perf_counter() - t_start
+                    _save_checkpoint(ckpt, model, best_state, opt, sched, p)
+                    last_ckpt = time.perf_counter()
+                    model.train()
+
+            logits = predict(model, dev, cfg.eval_batch_size, device)
+            has = dev.labels >= 0
+            score = compute_metric(metric, logits[has].argmax(1), dev.labels[has])
+            p["history"].append({"epoch": p["epoch"] + 1, "step": p["step"], "dev_metric": score})
+            bar.write(f"epoch {p['epoch'] + 1}: dev {metric} {score:.4f}")
+            if writer:
+                writer.add_scalar(f"dev/{metric}", score, p["step"])
+            if score > p["best_metric"]:
+                p["best_metric"], p["best_epoch"], p["bad_epochs"] = score, p["epoch"] + 1, 0
+                best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+            else:
+                p["bad_epochs"] += 1
+            p["epoch"] += 1
+            p["step_in_epoch"] = 0
+            p["seconds"] = time.perf_counter() - t_start
+            if ckpt is not None:
                 _save_checkpoint(ckpt, model, best_state, opt, sched, p)
                 last_ckpt = time.perf_counter()
-                model.train()
-
-        logits = predict(model, dev, cfg.eval_batch_size, device)
-        has = dev.labels >= 0
-        score = compute_metric(metric, logits[has].argmax(1), dev.labels[has])
-        p["history"].append({"epoch": p["epoch"] + 1, "step": p["step"], "dev_metric": score})
-        bar.write(f"epoch {p['epoch'] + 1}: dev {metric} {score:.4f}")
+            if on_epoch is not None:
+                on_epoch(p["epoch"], score)
+            stop = p["step"] >= total or p["bad_epochs"] >= cfg.patience
+    finally:  # a prune raised from on_epoch must not leave the writer's thread open
+        bar.close()
         if writer:
-            writer.add_scalar(f"dev/{metric}", score, p["step"])
-        if score > p["best_metric"]:
-            p["best_metric"], p["best_epoch"], p["bad_epochs"] = score, p["epoch"] + 1, 0
-            best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
-        else:
-            p["bad_epochs"] += 1
-        p["epoch"] += 1
-        p["step_in_epoch"] = 0
-        p["seconds"] = time.perf_counter() - t_start
-        if ckpt is not None:
-            _save_checkpoint(ckpt, model, best_state, opt, sched, p)
-            last_ckpt = time.perf_counter()
-        if on_epoch is not None:
-            on_epoch(p["epoch"], score)
-        stop = p["step"] >= total or p["bad_epochs"] >= cfg.patience
-    bar.close()
-    if writer:
-        writer.close()
+            writer.close()
     model.load_state_dict(best_state)
     return FitResult(p["best_metric"], p["best_epoch"], p["history"], p["step"],
                      time.perf_counter() - t_start)
