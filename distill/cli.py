@@ -35,14 +35,18 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
-def build_parser(spec, prog: str, description: str = "") -> argparse.ArgumentParser:
+def build_parser(spec, prog: str, description: str = "", positional: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     """An argparse parser with one dashed flag per field of the dataclass `spec`.
 
-    The class's own fields come first in --help, inherited ones (shared flag groups) after."""
+    Fields named in `positional` are positional arguments instead. The class's own fields come
+    first in --help, inherited ones (shared flag groups) after."""
     parser = Parser(prog=prog, description=description, formatter_class=HelpFormatter)
     own = set(spec.__dict__.get("__annotations__", {}))
     ordered = [f for f in fields(spec) if f.name in own] + [f for f in fields(spec) if f.name not in own]
     for f in ordered:
+        if f.name in positional:
+            parser.add_argument(f.name, help=f.metadata["help"])
+            continue
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
             parser.add_argument(flag, action="store_true", help=f.metadata["help"])
@@ -63,6 +67,27 @@ def run_command(fn: Callable[[], object], on_interrupt: str = "rerun the same co
     except KeyboardInterrupt:
         print(f"\ninterrupted; {on_interrupt}", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+@dataclass
+class DataFlags:
+    """Flags naming the data: GLUE through `datasets`, or a local folder with named columns."""
+
+    data: str | None = field(default=None, metadata=_help(
+        "local data folder with train and dev files (.tsv/.csv/.jsonl/.parquet); default: "
+        "datasets.load_dataset('glue', task)"))
+    text_column: str | None = field(default=None, metadata=_help("text column of custom data"))
+    text_pair_column: str | None = field(default=None, metadata=_help(
+        "second text column, for sentence-pair data"))
+    label_column: str | None = field(default=None, metadata=_help(
+        "label column of custom data; its distinct values (sorted) become the label names"))
+
+    def data_task(self, task: str | None):
+        """The Task of --task (default: the --data folder's name for custom data, else sst2) and these flags."""
+        from distill.data import default_task_name, resolve_task
+
+        cols = tuple(c for c in (self.text_column, self.text_pair_column) if c) or None
+        return resolve_task(default_task_name(task, self.data, cols), cols, self.label_column)
 
 
 @dataclass

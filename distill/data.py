@@ -113,6 +113,13 @@ class Split:
         return [t[i] for t in self.texts]
 
 
+def default_task_name(task: str | None, data: str | None, text_columns) -> str:
+    """--task if given; for custom data (--data with --text-column) the data folder's name; else sst2."""
+    if task:
+        return task
+    return Path(data).resolve().name if data and text_columns else "sst2"
+
+
 def resolve_task(
     name: str,
     text_columns: tuple[str, ...] | None = None,
@@ -225,8 +232,10 @@ def _pick_column(task: Task, logical: str, header: list[str], path: Path, flag: 
     )
 
 
-def _parse_label(value, task: Task, path: Path, row: int) -> int:
-    """Map a label cell (index or name) onto the task's label index; -1 for 'no label'."""
+def _parse_label(value, task: Task, path: Path, row: int, labels_from: Path | None = None) -> int:
+    """Map a label cell (index or name) onto the task's label index; -1 for 'no label'.
+
+    `labels_from`: the training file the label names were taken from, for a clearer error."""
     if value is None or (isinstance(value, str) and value.strip() in ("", "-1")) or value == -1:
         return -1
     names = task.label_names
@@ -239,14 +248,22 @@ def _parse_label(value, task: Task, path: Path, row: int) -> int:
         index = None
     if index is not None and float(text) == index and 0 <= index < len(names):
         return index
+    if labels_from is not None:
+        raise DistillError(
+            f"{path}: row {row} has label '{text}', which no row of {labels_from} has (its labels: "
+            f"{', '.join(names)}); a model cannot learn a label it never sees in training: fix the row, "
+            "or add training rows with that label"
+        )
     raise DistillError(
         f"{path}: row {row} has label '{text}', outside the task's labels "
         f"{list(names)} (or indices 0..{len(names) - 1}); fix the row or pass --label-column"
     )
 
 
-def read_split(task: Task, path: Path, require_labels: bool = True) -> Split:
-    """Read one local split file and check its columns, labels and texts."""
+def read_split(task: Task, path: Path, require_labels: bool = True, labels_from: Path | None = None) -> Split:
+    """Read one local split file and check its columns, labels and texts.
+
+    `labels_from`: the training file the task's label names were inferred from, if they were."""
     header, rows = _read_rows(path, _HEADERLESS.get(task.name))
     if not rows:
         raise DistillError(f"{path}: no data rows; the file holds only a header")
@@ -271,7 +288,7 @@ def read_split(task: Task, path: Path, require_labels: bool = True) -> Split:
                                    "remove the row or fill in its text")
             parts.append(" ".join(str(value).split()))
         texts.append(tuple(parts))
-        labels.append(_parse_label(r.get(label_col), task, path, i + row0) if label_col else -1)
+        labels.append(_parse_label(r.get(label_col), task, path, i + row0, labels_from) if label_col else -1)
     return Split(texts=texts, labels=np.asarray(labels, dtype=np.int64), source=str(path))
 
 
@@ -282,7 +299,8 @@ def infer_label_names(task: Task, path: Path) -> Task:
     values = sorted({str(r[col]).strip() for r in rows if str(r.get(col, "")).strip() not in ("", "-1")})
     if len(values) < 2:
         raise DistillError(f"{path}: column '{col}' holds {len(values)} distinct label(s); "
-                           "a classifier needs at least two")
+                           "a classifier needs at least two: add rows of another class, or name the "
+                           "right column with --label-column")
     return replace(task, label_names=tuple(values))
 
 
@@ -292,9 +310,11 @@ def load_splits(task: Task, data_dir: str | Path | None = None) -> tuple[Task, d
         data_dir = Path(data_dir)
         train_path = find_split_file(data_dir, "train")
         dev_path = find_split_file(data_dir, "dev")
-        if not task.label_names:
+        inferred = not task.label_names
+        if inferred:
             task = infer_label_names(task, train_path)
-        splits = {"train": read_split(task, train_path), "dev": read_split(task, dev_path)}
+        splits = {"train": read_split(task, train_path),
+                  "dev": read_split(task, dev_path, labels_from=train_path if inferred else None)}
         for name, split in splits.items():
             if (split.labels < 0).all():
                 raise DistillError(f"{split.source}: no row has a label; the {name} split needs them")

@@ -15,25 +15,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from distill.cli import AugmentFlags, _help, build_parser, run_command
-from distill.data import load_splits, read_transfer_file, resolve_task
+from distill.cli import AugmentFlags, DataFlags, _help, build_parser, run_command
+from distill.data import load_splits, read_transfer_file
 from distill.errors import DistillError
 
 
 @dataclass
-class LabelArgs(AugmentFlags):
+class LabelArgs(AugmentFlags, DataFlags):
     """Everything `python -m distill.label` takes; each field is one dashed flag."""
 
     teacher: str | None = field(default=None, metadata=_help(
         "teacher: hub id or local folder of an AutoModelForSequenceClassification (required)"))
     output_dir: str | None = field(default=None, metadata=_help("where the label set goes (required)"))
-    task: str = field(default="sst2", metadata=_help(
-        "GLUE task (sst2, cola, mrpc, qqp, mnli, qnli, rte) or a custom name with --text-column"))
-    data: str | None = field(default=None, metadata=_help(
-        "local data folder with train and dev files; default: datasets.load_dataset('glue', task)"))
-    text_column: str | None = field(default=None, metadata=_help("text column of custom data"))
-    text_pair_column: str | None = field(default=None, metadata=_help("second text column (pairs)"))
-    label_column: str | None = field(default=None, metadata=_help("label column of custom data"))
+    task: str | None = field(default=None, metadata=_help(
+        "GLUE task (sst2, cola, mrpc, qqp, mnli, qnli, rte) or a custom name with --text-column; "
+        "default: the --data folder's name for custom data (with --text-column), else sst2"))
     max_length: int = field(default=128, metadata=_help("teacher tokens per example (truncation)"))
     batch_size: int = field(default=64, metadata=_help("teacher batch size"))
     device: str | None = field(default=None, metadata=_help("cpu or cuda (default: cuda if present)"))
@@ -67,8 +63,7 @@ def label_main(argv: list[str] | None = None):
     args = LabelArgs(**vars(ns))
     if args.threads:
         torch.set_num_threads(args.threads)
-    text_cols = tuple(c for c in (args.text_column, args.text_pair_column) if c) or None
-    task, splits = load_splits(resolve_task(args.task, text_cols, args.label_column), args.data)
+    task, splits = load_splits(args.data_task(args.task), args.data)
     transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
     device = torch.device(args.device) if args.device else teacher.default_device()
     return teacher.label(

@@ -5,9 +5,10 @@
     python -m distill.train --student transformer --task rte --teacher ./my-teacher --data ./glue/RTE
     python -m distill.train --student bilstm --labels runs/sst2-labels
 
-Flow: argv -> TrainArgs -> label set (given, cached, or labelled now) -> student tokenizer ->
-student (embeddings from the teacher's by PCA) -> fit() -> model.safetensors, config.json,
-tokenizer.json, report.md/json and TensorBoard logs in the output folder. `fit()` is the plain
+Flow: argv -> TrainArgs -> label set (given, cached, or labelled now) -> student tokenizer
+(optionally pruned to the tokens the training rows use) -> student (embeddings from the teacher's
+by PCA or an autoencoder) -> fit() -> model.safetensors, config.json, tokenizer.json,
+report.md/json and TensorBoard logs in the output folder. `fit()` is the plain
 loop that the search reuses; it never needs the teacher in memory.
 """
 
@@ -27,15 +28,17 @@ from tqdm.auto import tqdm
 
 import students
 from distill.augment import MASK
-from distill.cli import AugmentFlags, _help, build_parser, run_command
-from distill.data import Split, length_bucketed_batches, resolve_task
-from distill.embeddings import INITS, pca_table
+from distill.cli import AugmentFlags, DataFlags, _help, build_parser, run_command
+from distill.data import Split, default_task_name, length_bucketed_batches
+from distill.embeddings import INITS, autoencoder_table, pca_table
 from distill.errors import DistillError
 from distill.evaluate import build_report, compute_metric, render_markdown
-from distill.io import atomic_write_json, atomic_write_text, replace_dir, save_tensors
+from distill.io import atomic_write_json, atomic_write_text, save_tensors
 from distill.labelset import ORIGINS, LabelSet
+from distill.loop import load_checkpoint, save_checkpoint, warmup_linear_decay
 from distill.losses import LOSSES, distillation_loss
 from distill.tokenizer import StudentTokenizer, from_teacher, train_word_level
+from distill.vocab import Pruned, prune_tokenizer, token_counts
 
 DEFAULT_LABELS = Path(__file__).parent / "assets" / "sst2-minilm"
 
@@ -159,26 +162,6 @@ def predict(model: torch.nn.Module, data: Encoded, batch_size: int = 256, device
     return out
 
 
-def _lr_lambda(warmup: int, total: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-    return f
-
-
-def _save_checkpoint(ckpt: Path, model, best_state, opt, sched, progress: dict) -> None:
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_tensors(tmp / "model.safetensors", model.state_dict())
-    save_tensors(tmp / "best.safetensors", best_state)
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
-    atomic_write_json(tmp / "progress.json", progress)
-    replace_dir(tmp, ckpt)  # the whole checkpoint changes at once, never half of it
-
-
 def fit(
     model: torch.nn.Module, train: Encoded, dev: Encoded, cfg: FitConfig, metric: str,
     run_dir: Path | None = None, on_epoch=None,
@@ -190,7 +173,6 @@ def fit(
     is there. `on_epoch(epoch, dev_metric)` is called after each evaluation (the search prunes
     there by raising).
     """
-    from safetensors.torch import load_file
 
     device = cfg.device
     torch.manual_seed(cfg.seed)
@@ -201,20 +183,15 @@ def fit(
         total = min(total, cfg.max_steps)
     # fused: one kernel over all parameters; 8x faster than the default on CPU for a 9M-row table
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(int(cfg.warmup_ratio * total), total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_linear_decay(int(cfg.warmup_ratio * total), total))
     p = {"epoch": 0, "step_in_epoch": 0, "step": 0, "best_metric": -math.inf, "best_epoch": -1,
          "bad_epochs": 0, "history": [], "seconds": 0.0}
     best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
 
     ckpt = run_dir / "checkpoint" if run_dir else None
-    if ckpt is not None and (ckpt / "progress.json").is_file():
-        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
-        best_state = load_file(str(ckpt / "best.safetensors"))
-        state = torch.load(ckpt / "state.pt", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        p = json.loads((ckpt / "progress.json").read_text())
+    restored = load_checkpoint(ckpt, model, opt, sched) if ckpt is not None else None
+    if restored is not None:
+        best_state, p = restored
         print(f"resuming from step {p['step']} (epoch {p['epoch'] + 1}, "
               f"batch {p['step_in_epoch']})")
 
@@ -256,7 +233,7 @@ def fit(
                     break
                 if ckpt is not None and time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
                     p["seconds"] = time.perf_counter() - t_start
-                    _save_checkpoint(ckpt, model, best_state, opt, sched, p)
+                    save_checkpoint(ckpt, model, best_state, opt, sched, p)
                     last_ckpt = time.perf_counter()
                     model.train()
 
@@ -276,7 +253,7 @@ def fit(
             p["step_in_epoch"] = 0
             p["seconds"] = time.perf_counter() - t_start
             if ckpt is not None:
-                _save_checkpoint(ckpt, model, best_state, opt, sched, p)
+                save_checkpoint(ckpt, model, best_state, opt, sched, p)
                 last_ckpt = time.perf_counter()
             if on_epoch is not None:
                 on_epoch(p["epoch"], score)
@@ -294,7 +271,7 @@ def fit(
 
 
 @dataclass
-class TrainArgs(AugmentFlags):
+class TrainArgs(AugmentFlags, DataFlags):
     """Everything `python -m distill.train` takes; each field is one dashed flag."""
 
     student: str = field(default="bilstm", metadata=_help(
@@ -308,13 +285,6 @@ class TrainArgs(AugmentFlags):
     labels: str | None = field(default=None, metadata=_help(
         "a label set made by `python -m distill.label` (trains without the teacher in memory); "
         "with neither --teacher nor --labels, the shipped SST-2 label set of a MiniLM teacher"))
-    data: str | None = field(default=None, metadata=_help(
-        "local data folder with train and dev files (.tsv/.csv/.jsonl/.parquet); default: "
-        "datasets.load_dataset('glue', task)"))
-    text_column: str | None = field(default=None, metadata=_help("text column of custom data"))
-    text_pair_column: str | None = field(default=None, metadata=_help(
-        "second text column, for sentence-pair data"))
-    label_column: str | None = field(default=None, metadata=_help("label column of custom data"))
     rows: str = field(default="all", metadata=_help(
         "training rows of the label set: 'all', or 'original' (leave out augmented and transfer "
         "rows, to measure what augmentation adds)"))
@@ -327,8 +297,15 @@ class TrainArgs(AugmentFlags):
     vocab_max_size: int = field(default=50_000, metadata=_help("word vocabulary: maximum size"))
     max_length: int = field(default=128, metadata=_help("student tokens per text (truncation)"))
     embedding_init: str = field(default="auto", metadata=_help(
-        "student embeddings: 'teacher-svd' (PCA of the teacher's word embeddings), 'random', or "
-        "'auto' (teacher-svd when the student uses the teacher's tokenizer)"))
+        "student embeddings: 'teacher-svd' (PCA of the teacher's word embeddings), "
+        "'teacher-autoencoder' (the code of a direction-loss autoencoder of them, Bałazy et al. "
+        "2021; trained once, cached), 'random', or 'auto' (teacher-svd with the teacher's tokenizer)"))
+    prune_vocab: bool = field(default=False, metadata=_help(
+        "keep only the special tokens and the tokens the training rows use (augmented and transfer "
+        "rows included); other words are split into kept pieces or become unknown. Shrinks the "
+        "embedding table (SST-2: 30,522 -> ~12k tokens)"))
+    prune_min_count: int = field(default=1, metadata=_help(
+        "with --prune-vocab: keep tokens used at least this many times"))
     width: int | None = field(default=None, metadata=_help(
         "student width: LSTM hidden size, CNN feature maps per filter, transformer d_model"))
     depth: int | None = field(default=None, metadata=_help(
@@ -392,9 +369,14 @@ class TrainArgs(AugmentFlags):
         for ok, message in checks:
             if not ok:
                 raise DistillError(message)
-        if self.tokenizer == "word" and self.embedding_init == "teacher-svd":
-            raise DistillError("--embedding-init teacher-svd needs the teacher's tokenizer; drop "
-                               "--tokenizer word or use --embedding-init random")
+        if self.tokenizer == "word" and self.embedding_init.startswith("teacher-"):
+            raise DistillError(f"--embedding-init {self.embedding_init} needs the teacher's tokenizer: "
+                               "its rows are the teacher's tokens, and a word-level vocabulary has no "
+                               "teacher rows. Drop --tokenizer word, or use --embedding-init random")
+        if self.prune_min_count < 1:
+            raise DistillError(f"--prune-min-count {self.prune_min_count} must be >= 1")
+        if self.prune_min_count > 1 and not self.prune_vocab:
+            raise DistillError("--prune-min-count needs --prune-vocab")
 
     def fit_config(self, device: str, epochs: int) -> FitConfig:
         return FitConfig(
@@ -429,8 +411,7 @@ def get_label_set(args: TrainArgs, device: torch.device) -> LabelSet:
     if args.labels:
         ls = LabelSet.load(args.labels)
     elif args.teacher:
-        text_cols = tuple(c for c in (args.text_column, args.text_pair_column) if c) or None
-        task = resolve_task(args.task or "sst2", text_cols, args.label_column)
+        task = args.data_task(args.task)
         from distill.data import load_splits, read_transfer_file
 
         task, splits = load_splits(task, args.data)
@@ -467,8 +448,13 @@ def make_tokenizer(args: TrainArgs, ls: LabelSet) -> StudentTokenizer:
     return from_teacher(tok_json, args.max_length)
 
 
-def build_model(args: TrainArgs, ls: LabelSet, tok: StudentTokenizer) -> tuple[torch.nn.Module, str]:
-    """The student, with its embedding table initialised as asked; returns (model, init used)."""
+def build_model(args: TrainArgs, ls: LabelSet, tok: StudentTokenizer,
+                pruned: Pruned | None = None) -> tuple[torch.nn.Module, str]:
+    """The student, with its embedding table initialised as asked; returns (model, init used).
+
+    With a pruned vocabulary the teacher's table is brought down over the whole unpruned
+    vocabulary, then the kept rows are taken: a pruned and an unpruned student start from the
+    same vector for every token they share."""
     overrides = {k: v for k, v in (("embed_dim", args.embed_dim), ("dropout", args.dropout))
                  if v is not None}
     try:
@@ -477,24 +463,53 @@ def build_model(args: TrainArgs, ls: LabelSet, tok: StudentTokenizer) -> tuple[t
             pair=ls.task.pair, pad_id=tok.pad_id, width=args.width, depth=args.depth, **overrides)
     except ValueError as e:
         raise DistillError(str(e)) from None
+    reset_layers_after_embeddings(model, args.seed)
     init = args.embedding_init
     if init == "auto":
         init = "teacher-svd" if args.tokenizer == "teacher" else "random"
-    if init == "teacher-svd":
+    if init.startswith("teacher-"):
         stored = ls.teacher_embeddings()
         if stored is None:
             raise DistillError(f"{ls.path} stores no teacher embeddings; use --embedding-init random")
         table, present = stored
         emb = model.embedding.weight
+        n = pruned.old_size if pruned else emb.shape[0]  # the teacher tokenizer's vocabulary
         # Teachers often pad their table past the tokenizer's vocabulary; those rows are never used.
-        if table.shape[0] < emb.shape[0]:
+        if table.shape[0] < n:
             raise DistillError(f"the teacher's embedding table has {table.shape[0]} rows but the "
-                               f"tokenizer has {emb.shape[0]}; use --embedding-init random")
+                               f"tokenizer has {n}; use --embedding-init random")
+        if init == "teacher-svd":
+            full = pca_table(table[:n], emb.shape[1], args.seed, present[:n])
+        else:
+            full = autoencoder_table(table[:n], emb.shape[1], args.seed, present[:n],
+                                     progress=not args.no_progress)
         with torch.no_grad():
-            n = emb.shape[0]
-            emb.copy_(pca_table(table[:n], emb.shape[1], args.seed, present[:n]))
+            emb.copy_(full[torch.as_tensor(pruned.kept)] if pruned else full)
             emb[tok.pad_id].zero_()
     return model, init
+
+
+def reset_layers_after_embeddings(model: torch.nn.Module, seed: int) -> None:
+    """Initialise every layer but the token table afresh from `seed`.
+
+    A student builds its table first, so the random draws of its other layers would otherwise
+    depend on the vocabulary size: a pruned and an unpruned student (or two vocabularies) would
+    differ in more than their tables. After this they start alike everywhere else."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for name, module in model.named_modules():
+            if name != "embedding" and not name.startswith("embedding.") and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
+def training_rows(args: TrainArgs, ls: LabelSet, tok: StudentTokenizer) -> tuple[Encoded, np.ndarray]:
+    """The rows to train on, tokenized, and how many came from each origin (train, augmented, transfer)."""
+    train = encode_split(ls, "train", tok)
+    counts = np.bincount(ls.origin["train"], minlength=3)
+    if args.rows == "original":
+        train = train.select(np.flatnonzero(ls.origin["train"] == 0))
+        counts[1:] = 0
+    return train, counts
 
 
 def teacher_length(ls: LabelSet) -> int:
@@ -544,7 +559,7 @@ def run(args: TrainArgs) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DistillError("--device cuda, but torch sees no GPU; drop --device or use cpu")
-    task_name = args.task or ("sst2" if not args.labels else None)
+    task_name = None if args.labels and not args.task else default_task_name(args.task, args.data, args.text_column)
     if args.output_dir is None and task_name is None:
         task_name = LabelSet.load(args.labels).task.name
     out = Path(args.output_dir or f"runs/{task_name}-{args.student}")
@@ -552,13 +567,17 @@ def run(args: TrainArgs) -> dict:
 
     ls = get_label_set(args, device)
     tok = make_tokenizer(args, ls)
-    train = encode_split(ls, "train", tok)
-    counts = np.bincount(ls.origin["train"], minlength=3)
-    if args.rows == "original":
-        train = train.select(np.flatnonzero(ls.origin["train"] == 0))
-        counts[1:] = 0
+    train, counts = training_rows(args, ls, tok)
+    pruned = None
+    if args.prune_vocab:
+        pruned = prune_tokenizer(tok, token_counts(train.tokens, tok.vocab_size), args.prune_min_count)
+        tok = pruned.tokenizer
+        train, _ = training_rows(args, ls, tok)  # re-tokenized: the ids are new
+        print(f"vocabulary pruned to the tokens the training rows use (at least {args.prune_min_count}x): "
+              f"{pruned.old_size:,} -> {pruned.new_size:,} tokens")
     dev = encode_split(ls, "dev", tok)
-    model, init = build_model(args, ls, tok)
+    model, init = build_model(args, ls, tok, pruned)
+    vocabulary = pruned.summary() if pruned else {"pruned": False, "size": tok.vocab_size}
     print(f"student {args.student}: {model.num_parameters():,} parameters "
           f"({model.num_parameters(exclude_embeddings=True):,} without embeddings), "
           f"{tok.kind} tokenizer ({tok.vocab_size:,} tokens), embeddings {init}; "
@@ -575,6 +594,7 @@ def run(args: TrainArgs) -> dict:
         "tokenizer": {"kind": tok.kind, "max_length": tok.max_length, "vocab_size": tok.vocab_size,
                       "pad_id": tok.pad_id, "unk_id": tok.unk_id},
         "embedding_init": init,
+        "vocabulary": vocabulary,
         "label_set": {"path": str(ls.path), "key": ls.key, "teacher": ls.teacher.get("id")},
         "args": args.identity(),
     }
@@ -601,7 +621,7 @@ def run(args: TrainArgs) -> dict:
                             "epochs": epochs, "steps": result.steps, "best_epoch": result.best_epoch,
                             "history": result.history, "seconds": round(result.seconds, 1),
                             "loss": args.loss, "alpha": args.alpha, "embedding_init": init,
-                            "tokenizer": tok.kind},
+                            "tokenizer": tok.kind, "vocabulary": vocabulary},
                "label_set": {"path": str(ls.path), "teacher": ls.teacher.get("id"),
                              "rows": ls.manifest.get("data", {}).get("rows")},
                "resumed": resume},

@@ -90,7 +90,7 @@ def build_candidate(args: TrainArgs, ls: LabelSet, tok, arch: dict) -> torch.nn.
         pad_id=tok.pad_id, width=args.width, depth=args.depth, **overrides, **arch)
 
 
-def init_embeddings(model: torch.nn.Module, args: TrainArgs, ls: LabelSet, tok) -> str:
+def init_embeddings(model: torch.nn.Module, args: TrainArgs, ls: LabelSet, tok, pruned=None) -> str:
     """Initialise the embedding table exactly as distill.train.build_model does; returns the init.
 
     build_model takes no config fields beyond width/depth/embed_dim/dropout, so it builds a
@@ -98,8 +98,8 @@ def init_embeddings(model: torch.nn.Module, args: TrainArgs, ls: LabelSet, tok) 
     init = args.embedding_init
     if init == "auto":
         init = "teacher-svd" if args.tokenizer == "teacher" else "random"
-    if init == "teacher-svd":
-        base, init = _build_model(args, ls, tok)
+    if init.startswith("teacher-"):
+        base, init = _build_model(args, ls, tok, pruned)
         with torch.no_grad():
             model.embedding.weight.copy_(base.embedding.weight)
     return init
@@ -107,9 +107,9 @@ def init_embeddings(model: torch.nn.Module, args: TrainArgs, ls: LabelSet, tok) 
 
 def build_with_arch(arch: dict):
     """A drop-in for distill.train.build_model that also sets the `arch` fields."""
-    def build(args: TrainArgs, ls: LabelSet, tok) -> tuple[torch.nn.Module, str]:
+    def build(args: TrainArgs, ls: LabelSet, tok, pruned=None) -> tuple[torch.nn.Module, str]:
         model = build_candidate(args, ls, tok, arch)
-        return model, init_embeddings(model, args, ls, tok)
+        return model, init_embeddings(model, args, ls, tok, pruned)
     return build
 
 

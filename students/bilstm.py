@@ -16,8 +16,10 @@ from students.layers import (
     MLPHead,
     check,
     check_common,
+    check_rank,
     count_parameters,
     encode_inputs,
+    make_embedding,
     masked_max_pool,
 )
 
@@ -33,10 +35,12 @@ class BiLSTMConfig:
     layers: int = 1
     mlp_hidden: int = 400
     dropout: float = 0.1
+    embedding_rank: int = 0  # 0: full (V, embed_dim) table; r: two factors (V, r) (r, embed_dim)
 
     def __post_init__(self):
         check_common(self.vocab_size, self.num_labels, self.pad_id, self.dropout, self.pair)
         check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
+        check_rank(self.embedding_rank, self.embed_dim)
         check(self.hidden >= 1, "hidden", f"must be >= 1, got {self.hidden}")
         check(self.layers >= 1, "layers", f"must be >= 1, got {self.layers}")
         check(self.mlp_hidden >= 1, "mlp_hidden", f"must be >= 1, got {self.mlp_hidden}")
@@ -64,8 +68,8 @@ class BiLSTM(nn.Module):
     def __init__(self, config: BiLSTMConfig):
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(
-            config.vocab_size, config.embed_dim, padding_idx=config.pad_id
+        self.embedding = make_embedding(
+            config.vocab_size, config.embed_dim, config.pad_id, config.embedding_rank
         )
         self.drop = nn.Dropout(config.dropout)
         H = config.hidden
@@ -93,4 +97,4 @@ class BiLSTM(nn.Module):
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Parameter count, optionally without the token embedding table."""
-        return count_parameters(self, [self.embedding.weight] if exclude_embeddings else [])
+        return count_parameters(self, list(self.embedding.parameters()) if exclude_embeddings else [])

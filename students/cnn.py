@@ -16,8 +16,10 @@ from students.layers import (
     MLPHead,
     check,
     check_common,
+    check_rank,
     count_parameters,
     encode_inputs,
+    make_embedding,
     masked_max_pool,
 )
 
@@ -33,10 +35,12 @@ class TextCNNConfig:
     filter_widths: tuple[int, ...] = (3, 4, 5)
     mlp_hidden: int = 0  # 0: Kim's plain dropout + linear; > 0: the shared ReLU MLP head
     dropout: float = 0.5
+    embedding_rank: int = 0  # 0: full (V, embed_dim) table; r: two factors (V, r) (r, embed_dim)
 
     def __post_init__(self):
         check_common(self.vocab_size, self.num_labels, self.pad_id, self.dropout, self.pair)
         check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
+        check_rank(self.embedding_rank, self.embed_dim)
         check(self.num_filters >= 1, "num_filters", f"must be >= 1, got {self.num_filters}")
         # a JSON round trip turns the tuple into a list
         self.filter_widths = tuple(self.filter_widths)
@@ -67,8 +71,8 @@ class TextCNN(nn.Module):
     def __init__(self, config: TextCNNConfig):
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(
-            config.vocab_size, config.embed_dim, padding_idx=config.pad_id
+        self.embedding = make_embedding(
+            config.vocab_size, config.embed_dim, config.pad_id, config.embedding_rank
         )
         self.convs = nn.ModuleList(
             nn.Conv1d(config.embed_dim, config.num_filters, k, padding=k - 1)
@@ -104,4 +108,4 @@ class TextCNN(nn.Module):
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Parameter count, optionally without the token embedding table."""
-        return count_parameters(self, [self.embedding.weight] if exclude_embeddings else [])
+        return count_parameters(self, list(self.embedding.parameters()) if exclude_embeddings else [])

@@ -64,6 +64,36 @@ class MLPHead(nn.Module):
         return self.out(self.drop(torch.relu(self.fc(x))))
 
 
+class LowRankEmbedding(nn.Module):
+    """A token table stored as two factors, E ~ A B: a (V, r) lookup, then a (r, d) projection.
+
+    Made by `distill.compress` from a trained student's table; exports as a Gather and a MatMul,
+    so the (V, d) table is never multiplied back out. The pad row of A is zero, so pads embed to 0.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, rank: int, pad_id: int):
+        super().__init__()
+        self.lookup = nn.Embedding(vocab_size, rank, padding_idx=pad_id)  # A
+        self.proj = nn.Linear(rank, dim, bias=False)  # B^T
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(…,) ids -> (…, d) vectors."""
+        return self.proj(self.lookup(input_ids))
+
+
+def make_embedding(vocab_size: int, dim: int, pad_id: int, rank: int = 0) -> nn.Module:
+    """The student's token table: a plain (V, d) nn.Embedding, or the low-rank pair when rank > 0."""
+    if rank:
+        return LowRankEmbedding(vocab_size, dim, rank, pad_id)
+    return nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+
+
+def check_rank(rank: int, embed_dim: int) -> None:
+    """embedding_rank is 0 (a full table) or a factorisation rank below the embedding size."""
+    check(isinstance(rank, int) and 0 <= rank < embed_dim, "embedding_rank",
+          f"must be 0 (full table) or in [1, embed_dim={embed_dim}), got {rank!r}")
+
+
 def count_parameters(module: nn.Module, exclude: Iterable[nn.Parameter] = ()) -> int:
     """Number of parameters in module, leaving out the given ones (e.g. embedding tables)."""
     skip = {id(p) for p in exclude}

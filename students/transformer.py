@@ -16,8 +16,10 @@ from students.layers import (
     MLPHead,
     check,
     check_common,
+    check_rank,
     count_parameters,
     encode_inputs,
+    make_embedding,
     masked_mean_pool,
 )
 
@@ -36,6 +38,7 @@ class TinyTransformerConfig:
     max_len: int = 512
     mlp_hidden: int | None = None  # None: d_model
     dropout: float = 0.1
+    embedding_rank: int = 0  # 0: full (V, embed_dim) table; r: two factors (V, r) (r, embed_dim)
 
     def __post_init__(self):
         check_common(self.vocab_size, self.num_labels, self.pad_id, self.dropout, self.pair)
@@ -56,6 +59,7 @@ class TinyTransformerConfig:
         if self.mlp_hidden is None:
             self.mlp_hidden = self.d_model
         check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
+        check_rank(self.embedding_rank, self.embed_dim)
         check(self.ff_dim >= 1, "ff_dim", f"must be >= 1, got {self.ff_dim}")
         check(self.mlp_hidden >= 1, "mlp_hidden", f"must be >= 1, got {self.mlp_hidden}")
 
@@ -114,8 +118,8 @@ class TinyTransformer(nn.Module):
     def __init__(self, config: TinyTransformerConfig):
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(
-            config.vocab_size, config.embed_dim, padding_idx=config.pad_id
+        self.embedding = make_embedding(
+            config.vocab_size, config.embed_dim, config.pad_id, config.embedding_rank
         )
         # factorised embedding (ALBERT-style) only when the table is narrower/wider than the model
         if config.embed_dim != config.d_model:
@@ -152,5 +156,5 @@ class TinyTransformer(nn.Module):
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Parameter count, optionally without the token and positional tables."""
-        tables = [self.embedding.weight, self.pos_embedding.weight]
+        tables = [*self.embedding.parameters(), self.pos_embedding.weight]
         return count_parameters(self, tables if exclude_embeddings else [])

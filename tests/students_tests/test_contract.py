@@ -26,6 +26,9 @@ TINY = {
 }
 CASES = [(name, pair) for name in STUDENTS for pair in (False, True)]
 IDS = [f"{name}-{'pair' if pair else 'single'}" for name, pair in CASES]
+# the same students with a low-rank (factored) token table, as distill.compress makes them
+RANKED = [(name, pair, rank) for name, pair in CASES for rank in (0, 3)]
+RANKED_IDS = [f"{i}-rank{rank}" for i in IDS for rank in (0, 3)]
 
 
 def tiny(name: str, pair: bool, **overrides) -> torch.nn.Module:
@@ -90,23 +93,24 @@ def test_it_trains(name, pair):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-@pytest.mark.parametrize("name,pair", CASES, ids=IDS)
-def test_every_parameter_gets_a_gradient(name, pair):
+@pytest.mark.parametrize("name,pair,rank", RANKED, ids=RANKED_IDS)
+def test_every_parameter_gets_a_gradient(name, pair, rank):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
-    model = tiny(name, pair)
+    model = tiny(name, pair, embedding_rank=rank)
     ids, mask = random_batch(g, [T, 1, 3, 7], pair)
     model(ids, mask).logsumexp(dim=-1).sum().backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{pname} got no gradient"
-    # the pad row of the token table is frozen by padding_idx
-    assert model.embedding.weight.grad[PAD].abs().sum() == 0
+    # the pad row of the token table (of its lookup factor, when factored) is frozen by padding_idx
+    table = model.embedding.lookup if rank else model.embedding
+    assert table.weight.grad[PAD].abs().sum() == 0
 
 
-@pytest.mark.parametrize("name,pair", CASES, ids=IDS)
-def test_save_reload_predicts_the_same(name, pair, tmp_path):
+@pytest.mark.parametrize("name,pair,rank", RANKED, ids=RANKED_IDS)
+def test_save_reload_predicts_the_same(name, pair, rank, tmp_path):
     torch.manual_seed(0)
-    model = tiny(name, pair).eval()
+    model = tiny(name, pair, embedding_rank=rank).eval()
     save_file(model.state_dict(), tmp_path / "model.safetensors")
     (tmp_path / "config.json").write_text(json.dumps(config_to_dict(model)))
 
@@ -121,11 +125,12 @@ def test_save_reload_predicts_the_same(name, pair, tmp_path):
         torch.testing.assert_close(again(ids, mask), model(ids, mask), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name,pair", CASES, ids=IDS)
+@pytest.mark.parametrize("name,pair,rank", RANKED, ids=RANKED_IDS)
 @pytest.mark.parametrize("extra", [0, 3])
-def test_padding_does_not_change_predictions(name, pair, extra):
+def test_padding_does_not_change_predictions(name, pair, rank, extra):
     torch.manual_seed(0)
-    model = tiny(name, pair, max_len=T + 3) if name == "transformer" else tiny(name, pair)
+    more = {"max_len": T + 3} if name == "transformer" else {}
+    model = tiny(name, pair, embedding_rank=rank, **more)
     model.eval()
     lengths = [1, 5, T, 2, 8]
     ids, mask = random_batch(torch.Generator().manual_seed(3), lengths, pair, width=T + extra)
@@ -196,6 +201,15 @@ def test_embeddings_are_excluded(name):
     assert model.num_parameters() == total
 
 
+@pytest.mark.parametrize("name", list(STUDENTS))
+def test_a_factored_table_counts_as_embeddings_and_costs_r_times_v_plus_d(name):
+    full, low = tiny(name, False), tiny(name, False, embedding_rank=3)
+    d = full.config.embed_dim
+    assert low.num_parameters(exclude_embeddings=True) == full.num_parameters(exclude_embeddings=True)
+    assert low.num_parameters() - low.num_parameters(exclude_embeddings=True) == \
+        full.num_parameters() - full.num_parameters(exclude_embeddings=True) - VOCAB * d + 3 * (VOCAB + d)
+
+
 def test_default_bilstm_matches_tang_et_al():
     model = build_student("bilstm", vocab_size=30522, num_labels=2)
     assert 10_500_000 <= model.num_parameters() <= 11_000_000
@@ -227,6 +241,8 @@ def test_transformer_embedding_projection():
         ("transformer", dict(layers=0), "layers"),
         ("transformer", dict(d_model=30, heads=4), "d_model"),
         ("transformer", dict(pair="yes"), "pair"),
+        ("bilstm", dict(embedding_rank=300), "embedding_rank"),
+        ("cnn", dict(embedding_rank=-1), "embedding_rank"),
     ],
 )
 def test_bad_config_names_the_field(name, overrides, field):
