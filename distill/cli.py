@@ -35,25 +35,28 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
-def build_parser(spec, prog: str, description: str = "", positional: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+def build_parser(spec, prog: str, description: str = "", positional: tuple[str, ...] = (),
+                 epilog: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with one dashed flag per field of the dataclass `spec`.
 
     Fields named in `positional` are positional arguments instead. The class's own fields come
-    first in --help, inherited ones (shared flag groups) after."""
-    parser = Parser(prog=prog, description=description, formatter_class=HelpFormatter)
+    first in --help, inherited ones (shared flag groups) after. Help texts are plain text: a '%'
+    in them is printed as is."""
+    parser = Parser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
     own = set(spec.__dict__.get("__annotations__", {}))
     ordered = [f for f in fields(spec) if f.name in own] + [f for f in fields(spec) if f.name not in own]
     for f in ordered:
+        text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
         if f.name in positional:
-            parser.add_argument(f.name, help=f.metadata["help"])
+            parser.add_argument(f.name, help=text)
             continue
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+            parser.add_argument(flag, action="store_true", help=text)
             continue
         base = f.type if isinstance(f.type, str) else f.type.__name__
         typ = {"int": int, "float": float}.get(base.split(" |")[0], str)
-        parser.add_argument(flag, type=typ, default=f.default, help=f.metadata["help"])
+        parser.add_argument(flag, type=typ, default=f.default, help=text)
     return parser
 
 

@@ -31,12 +31,13 @@ import platform
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from distill.cli import HelpFormatter, Parser, run_command
+from distill.cli import _help, run_command
+from distill.cli import build_parser as cli_parser
 from distill.errors import DistillError
 from distill.io import atomic_write_json, atomic_write_text, replace_dir
 from distill.predict import BUNDLE_VERSION, EXTRAS, METADATA, Bundle, install_hint
@@ -58,10 +59,6 @@ TIMING_BATCHES = (1, 32)
 
 
 # ============================================================================ arguments
-
-
-def _help(text: str, default=None) -> dict:
-    return {"help": text, "default": default}
 
 
 @dataclass
@@ -115,23 +112,12 @@ class ExportArgs:
 
 def build_parser() -> argparse.ArgumentParser:
     paragraphs = (__doc__ or "").split("\n\n")
-    p = Parser(prog="python -m distill.export", description="\n\n".join(paragraphs[:2]),
-                epilog="The bundle holds the model, tokenizer.json (and vocab.txt), labels.txt,\n"
-                "metadata.json (inputs, outputs, shapes, precision, parity, sizes) and a README\n"
-                "with the Python, Kotlin and Swift calls. Run it: python -m distill.predict BUNDLE."
-                "\n\n" + paragraphs[-1].strip(),
-                formatter_class=HelpFormatter)
-    for f in fields(ExportArgs):
-        if f.name == "run_dir":
-            p.add_argument("run_dir", help=f.metadata["help"])
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            p.add_argument(flag, action="store_true", help=f.metadata["help"])
-            continue
-        typ = {"int": int, "int | None": int}.get(f.type if isinstance(f.type, str) else "", str)
-        p.add_argument(flag, type=typ, default=f.default, help=f.metadata["help"].replace("%", "%%"))
-    return p
+    epilog = ("The bundle holds the model, tokenizer.json (and vocab.txt), labels.txt,\n"
+              "metadata.json (inputs, outputs, shapes, precision, parity, sizes) and a README\n"
+              "with the Python, Kotlin and Swift calls. Run it: python -m distill.predict BUNDLE."
+              "\n\n" + paragraphs[-1].strip())
+    return cli_parser(ExportArgs, "python -m distill.export", "\n\n".join(paragraphs[:2]),
+                      positional=("run_dir",), epilog=epilog)
 
 
 def parse_args(argv: list[str] | None = None) -> ExportArgs:

@@ -46,7 +46,7 @@ from distill.data import (
 from distill.errors import DistillError
 from distill.evaluate import compute_metric
 from distill.io import atomic_write_json, atomic_write_text, replace_dir
-from distill.loop import load_checkpoint, save_checkpoint, warmup_linear_decay
+from distill.loop import check_output_dir, load_checkpoint, save_checkpoint, warmup_linear_decay
 
 RECORD = "finetune.json"
 DEFAULT_LENGTH_CAP = 128  # default --max-length: the longest example, but no more than this
@@ -449,27 +449,11 @@ def train(model, train_data: Encoded, dev: Encoded, args: FinetuneArgs, metric: 
 
 def prepare_output_dir(args: FinetuneArgs, out: Path, data_hash: str) -> bool:
     """Check the output folder; True if a run there is to be resumed (or is already finished)."""
-    record = out / RECORD
-    if not out.exists() or not any(out.iterdir()):
-        if args.resume:
-            print(f"nothing to resume in {out}; starting a new run")
+    old = check_output_dir(
+        out, RECORD, args.identity(), args.resume, args.overwrite, kind="fine-tuning run",
+        held=lambda saved: f"{'a finished' if saved.get('status') == 'finished' else 'an unfinished'} fine-tuning run")
+    if old is None:
         return False
-    if args.overwrite:
-        return False  # emptied once training is about to start
-    if not record.is_file():
-        raise DistillError(f"--output-dir {out} is not empty and holds no fine-tuning run; choose another "
-                           "folder or pass --overwrite")
-    old = json.loads(record.read_text())
-    if not args.resume:
-        state = "a finished" if old.get("status") == "finished" else "an unfinished"
-        raise DistillError(f"--output-dir {out} already holds {state} fine-tuning run; pass --resume to "
-                           "continue it, --overwrite to replace it, or choose another --output-dir")
-    new = args.identity()
-    diff = [k for k in new if old.get("args", {}).get(k) != new[k]]
-    if diff:
-        k = diff[0]
-        raise DistillError(f"--output-dir {out} holds a different run (--{k.replace('_', '-')} was "
-                           f"{old['args'].get(k)!r}, now {new[k]!r}); use another --output-dir or --overwrite")
     if old.get("data", {}).get("hash") != data_hash:
         raise DistillError(f"--output-dir {out} was fine-tuned on other data (the content of the train/dev "
                            "files changed); use another --output-dir or --overwrite")

@@ -1,5 +1,6 @@
-"""What the two training loops share (`distill.train.fit` and `distill.finetune`): the learning-rate
-schedule, and checkpoints that a killed run resumes from to the same weights.
+"""What the two training commands share (`distill.train` and `distill.finetune`): the check of the
+output folder, the learning-rate schedule, and checkpoints that a killed run resumes from to the
+same weights.
 
 A checkpoint is a folder written whole or not at all: model.safetensors (the weights now),
 best.safetensors (the best evaluated weights so far), state.pt (optimizer, scheduler and RNG
@@ -15,7 +16,38 @@ from pathlib import Path
 
 import torch
 
+from distill.errors import DistillError
 from distill.io import atomic_write_json, replace_dir, save_tensors
+
+
+def check_output_dir(out: Path, record: str, identity: dict, resume: bool, overwrite: bool, kind: str = "run",
+                     held: Callable[[dict], str] = lambda saved: "a run") -> dict | None:
+    """The saved record (out/record, holding the run's flags under "args") of a run to resume, or
+    None when the run starts afresh in `out`.
+
+    Refuses a folder that holds something else, a run when neither --resume nor --overwrite is
+    given (`held(saved)` says what is there), and a resume with other flags (naming the first)."""
+    path = out / record
+    if not out.exists() or not any(out.iterdir()):
+        if resume:
+            print(f"nothing to resume in {out}; starting a new run")
+        return None
+    if overwrite:
+        return None  # emptied once training is about to start
+    if not path.is_file():
+        raise DistillError(f"--output-dir {out} is not empty and holds no {kind}; choose another "
+                           "folder or pass --overwrite")
+    saved = json.loads(path.read_text())
+    if not resume:
+        raise DistillError(f"--output-dir {out} already holds {held(saved)}; pass --resume to continue "
+                           "it, --overwrite to replace it, or choose another --output-dir")
+    old = saved.get("args", {})
+    diff = [k for k in identity if old.get(k) != identity[k]]
+    if diff:
+        k = diff[0]
+        raise DistillError(f"--output-dir {out} holds a different run (--{k.replace('_', '-')} was "
+                           f"{old.get(k)!r}, now {identity[k]!r}); use another --output-dir or --overwrite")
+    return saved
 
 
 def warmup_linear_decay(warmup: int, total: int) -> Callable[[int], float]:

@@ -35,7 +35,7 @@ from distill.errors import DistillError
 from distill.evaluate import build_report, compute_metric, render_markdown
 from distill.io import atomic_write_json, atomic_write_text, save_tensors
 from distill.labelset import ORIGINS, LabelSet
-from distill.loop import load_checkpoint, save_checkpoint, warmup_linear_decay
+from distill.loop import check_output_dir, load_checkpoint, save_checkpoint, warmup_linear_decay
 from distill.losses import LOSSES, distillation_loss
 from distill.tokenizer import StudentTokenizer, from_teacher, train_word_level
 from distill.vocab import Pruned, prune_tokenizer, token_counts
@@ -450,11 +450,7 @@ def make_tokenizer(args: TrainArgs, ls: LabelSet) -> StudentTokenizer:
 
 def build_model(args: TrainArgs, ls: LabelSet, tok: StudentTokenizer,
                 pruned: Pruned | None = None) -> tuple[torch.nn.Module, str]:
-    """The student, with its embedding table initialised as asked; returns (model, init used).
-
-    With a pruned vocabulary the teacher's table is brought down over the whole unpruned
-    vocabulary, then the kept rows are taken: a pruned and an unpruned student start from the
-    same vector for every token they share."""
+    """The student, with its embedding table initialised as asked; returns (model, init used)."""
     overrides = {k: v for k, v in (("embed_dim", args.embed_dim), ("dropout", args.dropout))
                  if v is not None}
     try:
@@ -464,29 +460,39 @@ def build_model(args: TrainArgs, ls: LabelSet, tok: StudentTokenizer,
     except ValueError as e:
         raise DistillError(str(e)) from None
     reset_layers_after_embeddings(model, args.seed)
+    return model, init_embeddings(model, args, ls, tok, pruned)
+
+
+def init_embeddings(model: torch.nn.Module, args: TrainArgs, ls: LabelSet, tok: StudentTokenizer,
+                    pruned: Pruned | None = None) -> str:
+    """Fill the student's token table as --embedding-init asks; returns the init used.
+
+    With a pruned vocabulary the teacher's table is brought down over the whole unpruned
+    vocabulary, then the kept rows are taken: a pruned and an unpruned student start from the
+    same vector for every token they share. `random` keeps the student's own initialisation."""
     init = args.embedding_init
     if init == "auto":
         init = "teacher-svd" if args.tokenizer == "teacher" else "random"
-    if init.startswith("teacher-"):
-        stored = ls.teacher_embeddings()
-        if stored is None:
-            raise DistillError(f"{ls.path} stores no teacher embeddings; use --embedding-init random")
-        table, present = stored
-        emb = model.embedding.weight
-        n = pruned.old_size if pruned else emb.shape[0]  # the teacher tokenizer's vocabulary
-        # Teachers often pad their table past the tokenizer's vocabulary; those rows are never used.
-        if table.shape[0] < n:
-            raise DistillError(f"the teacher's embedding table has {table.shape[0]} rows but the "
-                               f"tokenizer has {n}; use --embedding-init random")
-        if init == "teacher-svd":
-            full = pca_table(table[:n], emb.shape[1], args.seed, present[:n])
-        else:
-            full = autoencoder_table(table[:n], emb.shape[1], args.seed, present[:n],
-                                     progress=not args.no_progress)
-        with torch.no_grad():
-            emb.copy_(full[torch.as_tensor(pruned.kept)] if pruned else full)
-            emb[tok.pad_id].zero_()
-    return model, init
+    if not init.startswith("teacher-"):
+        return init
+    stored = ls.teacher_embeddings()
+    if stored is None:
+        raise DistillError(f"{ls.path} stores no teacher embeddings; use --embedding-init random")
+    table, present = stored
+    emb = model.embedding.weight
+    n = pruned.old_size if pruned else emb.shape[0]  # the teacher tokenizer's vocabulary
+    # Teachers often pad their table past the tokenizer's vocabulary; those rows are never used.
+    if table.shape[0] < n:
+        raise DistillError(f"the teacher's embedding table has {table.shape[0]} rows but the "
+                           f"tokenizer has {n}; use --embedding-init random")
+    if init == "teacher-svd":
+        full = pca_table(table[:n], emb.shape[1], args.seed, present[:n])
+    else:
+        full = autoencoder_table(table[:n], emb.shape[1], args.seed, present[:n], progress=not args.no_progress)
+    with torch.no_grad():
+        emb.copy_(full[torch.as_tensor(pruned.kept)] if pruned else full)
+        emb[tok.pad_id].zero_()
+    return init
 
 
 def reset_layers_after_embeddings(model: torch.nn.Module, seed: int) -> None:
@@ -529,27 +535,7 @@ def teacher_length(ls: LabelSet) -> int:
 
 def prepare_output_dir(args: TrainArgs, out: Path) -> bool:
     """Check the output folder; True if a run there is to be resumed."""
-    config = out / "config.json"
-    if not out.exists() or not any(out.iterdir()):
-        if args.resume:
-            print(f"nothing to resume in {out}; starting a new run")
-        return False
-    if args.overwrite:
-        return False  # emptied once training is about to start
-    if not config.is_file():
-        raise DistillError(f"--output-dir {out} is not empty and holds no run; choose another "
-                           "folder or pass --overwrite")
-    old = json.loads(config.read_text()).get("args", {})
-    new = args.identity()
-    if not args.resume:
-        raise DistillError(f"--output-dir {out} already holds a run; pass --resume to continue "
-                           "it, --overwrite to replace it, or choose another --output-dir")
-    diff = [k for k in new if old.get(k) != new[k]]
-    if diff:
-        k = diff[0]
-        raise DistillError(f"--output-dir {out} holds a different run (--{k.replace('_', '-')} was "
-                           f"{old.get(k)!r}, now {new[k]!r}); use another --output-dir or --overwrite")
-    return True
+    return check_output_dir(out, "config.json", args.identity(), args.resume, args.overwrite) is not None
 
 
 def run(args: TrainArgs) -> dict:

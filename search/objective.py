@@ -33,8 +33,7 @@ import torch
 import students
 from distill.data import Split
 from distill.labelset import LabelSet
-from distill.train import TrainArgs, encode, fit, get_label_set, make_tokenizer
-from distill.train import build_model as _build_model  # the original, even while run() is hooked
+from distill.train import TrainArgs, encode, fit, get_label_set, init_embeddings, make_tokenizer
 from search.budget import Budget, Cost, measure
 from search.space import Candidate, SpaceLimits, suggest
 
@@ -88,21 +87,6 @@ def build_candidate(args: TrainArgs, ls: LabelSet, tok, arch: dict) -> torch.nn.
     return students.build_student(
         args.student, vocab_size=tok.vocab_size, num_labels=ls.task.num_labels, pair=ls.task.pair,
         pad_id=tok.pad_id, width=args.width, depth=args.depth, **overrides, **arch)
-
-
-def init_embeddings(model: torch.nn.Module, args: TrainArgs, ls: LabelSet, tok, pruned=None) -> str:
-    """Initialise the embedding table exactly as distill.train.build_model does; returns the init.
-
-    build_model takes no config fields beyond width/depth/embed_dim/dropout, so it builds a
-    student with the same table (same vocabulary and embedding size) and the table is copied."""
-    init = args.embedding_init
-    if init == "auto":
-        init = "teacher-svd" if args.tokenizer == "teacher" else "random"
-    if init.startswith("teacher-"):
-        base, init = _build_model(args, ls, tok, pruned)
-        with torch.no_grad():
-            model.embedding.weight.copy_(base.embedding.weight)
-    return init
 
 
 def build_with_arch(arch: dict):
