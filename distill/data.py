@@ -173,6 +173,15 @@ def find_split_file(data_dir: Path, split: str) -> Path:
     raise DistillError(f"--data {data_dir}: no {split} file; expected one of {names}")
 
 
+def _unquote(field: str) -> str:
+    """A TSV field as its text: CSV-quoted fields (GLUE's RTE quotes those holding '"', doubling them) are
+    unquoted; any other '"' is text. A CSV reader would read an opening '"' of plain text (SUBJ's
+    `" auto focus " works ...`) as quoting and run rows together."""
+    if len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', ""):
+        return field[1:-1].replace('""', '"')
+    return field
+
+
 def _read_rows(path: Path, headerless: tuple[str, ...] | None) -> tuple[list[str], list[dict]]:
     """Read a table file into (column names, rows as dicts of strings or values)."""
     suffix = path.suffix.lower()
@@ -182,9 +191,10 @@ def _read_rows(path: Path, headerless: tuple[str, ...] | None) -> tuple[list[str
         if suffix in (".tsv", ".csv"):
             csv.field_size_limit(sys.maxsize)
             with open(path, encoding="utf-8", newline="") as f:
-                # GLUE TSVs quote fields that hold '"' (RTE): a CSV reader undoes that.
-                reader = csv.reader(f, delimiter="\t" if suffix == ".tsv" else ",")
-                rows = list(reader)
+                if suffix == ".tsv":
+                    rows = [[_unquote(x) for x in line.rstrip("\r\n").split("\t")] for line in f if line.strip()]
+                else:
+                    rows = list(csv.reader(f))
             header = rows[0]
             if headerless and len(header) == len(headerless) and not (set(header) & set(headerless)):
                 header, body = list(headerless), rows

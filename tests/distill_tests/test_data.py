@@ -40,6 +40,23 @@ def test_pair_tsv_with_csv_quoting(rte_dir):
     assert len(first) == 2 and first[0].startswith('he said "')  # quotes undone, not kept doubled
 
 
+def test_tsv_quote_in_plain_text_is_text(tmp_path):
+    # SUBJ and CR start sentences with a bare '"'; a CSV reader took it for quoting and ran rows together
+    (tmp_path / "train.tsv").write_text('sentence\tlabel\n" auto focus " works well\t1\nplain one\t0\n'
+                                        'she said " no\t0\n"fully ""quoted"" field"\t1\n', encoding="utf-8")
+    write_tsv(tmp_path / "dev.tsv", ["sentence", "label"], [["fine", 1]])
+    _, splits = load_splits(resolve_task("t", ("sentence",), "label"), tmp_path)
+    assert [t for (t,) in splits["train"].texts] == ['" auto focus " works well', "plain one", 'she said " no',
+                                                     'fully "quoted" field']
+
+
+def test_real_subj_and_cr_keep_every_row(shared):
+    for name, n in (("subj", 8000), ("cr", 3016)):
+        _, s = load_splits(resolve_task(name, ("sentence",), "label"), shared / "data" / name)
+        assert len(s["train"]) == n
+        assert not any("\n" in t or "\t" in t for (t,) in s["train"].texts)
+
+
 def test_real_glue_files(shared):
     _, sst = load_splits(resolve_task("sst2"), shared / "data/glue/sst2")
     assert (len(sst["train"]), len(sst["dev"])) == (67349, 872)
