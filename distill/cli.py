@@ -7,9 +7,10 @@ Each command declares its arguments as a dataclass whose fields carry `help` met
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 from distill.errors import DistillError
 
@@ -60,16 +61,40 @@ def build_parser(spec, prog: str, description: str = "", positional: tuple[str, 
     return parser
 
 
-def run_command(fn: Callable[[], object], on_interrupt: str = "rerun the same command to resume"):
-    """Run a command's body: a DistillError becomes `error: ...` on one line and exit code 2."""
+def command_line(prog: str, args, skip: tuple[str, ...] = (), positional: tuple[str, ...] = ()) -> str:
+    """The shell command that runs `args` (a flags dataclass made by build_parser's spec): the program,
+    then every field that differs from its default, quoted for a POSIX shell, so it runs as printed."""
+    parts = prog.split()
+    for f in fields(args):
+        value = getattr(args, f.name)
+        if f.name in positional:
+            parts.append(shlex.quote(str(value)))
+            continue
+        if f.name in skip or (f.default is not MISSING and value == f.default) or value is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts += [flag] if value else []
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def run_command(fn: Callable[[], object], on_interrupt: str | None = "rerun the same command to resume"):
+    """Run a command's body: a DistillError becomes `error: ...` on one line and exit code 2; Ctrl-C exits
+    130 (saying `on_interrupt`, if given); a closed output pipe (`... | head`) ends quietly."""
     try:
         return fn()
     except DistillError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        print(f"\ninterrupted; {on_interrupt}", file=sys.stderr)
+        if on_interrupt:
+            print(f"\ninterrupted; {on_interrupt}", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:
+        sys.stderr.close()
+        raise SystemExit(0) from None
 
 
 @dataclass
@@ -87,7 +112,7 @@ class DataFlags:
 
     def data_task(self, task: str | None):
         """The Task of --task (default: the --data folder's name for custom data, else sst2) and these flags."""
-        from distill.data import default_task_name, resolve_task
+        from distill.data.tasks import default_task_name, resolve_task
 
         cols = tuple(c for c in (self.text_column, self.text_pair_column) if c) or None
         return resolve_task(default_task_name(task, self.data, cols), cols, self.label_column)
@@ -119,7 +144,7 @@ class AugmentFlags:
 
     def augment_config(self):
         """The AugmentConfig these flags ask for, or None."""
-        from distill.augment import AugmentConfig
+        from distill.data.augment import AugmentConfig
 
         cfg = AugmentConfig(copies=self.augment_copies, p_mask=self.p_mask, p_pos=self.p_pos,
                             p_ng=self.p_ng, seed=self.augment_seed)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from distill.cli import AugmentFlags, DataFlags, _help, build_parser, run_command
-from distill.data import load_splits, read_transfer_file
+from distill.data.readers import load_splits, read_transfer_file
 from distill.errors import DistillError
 
 
@@ -57,7 +57,7 @@ class LabelArgs(AugmentFlags, DataFlags):
 
 def label_main(argv: list[str] | None = None):
     """Parse argv, load the data, label it (or reuse a finished label set)."""
-    from distill import teacher
+    from distill.teacher import labelling, load
 
     ns = build_parser(LabelArgs, "python -m distill.label", __doc__.split("\n\n")[0]).parse_args(argv)
     args = LabelArgs(**vars(ns))
@@ -65,8 +65,8 @@ def label_main(argv: list[str] | None = None):
         torch.set_num_threads(args.threads)
     task, splits = load_splits(args.data_task(args.task), args.data)
     transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
-    device = torch.device(args.device) if args.device else teacher.default_device()
-    return teacher.label(
+    device = torch.device(args.device) if args.device else load.default_device()
+    return labelling.label(
         args.teacher, task, splits, args.output_dir, max_length=args.max_length,
         batch_size=args.batch_size, device=device, trust_remote_code=args.trust_remote_code,
         data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,

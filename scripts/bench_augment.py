@@ -17,7 +17,6 @@ Writes scripts/results/bench_augment.{json,md} and the README section between th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_students import MODES, STUDENTS, train_all, update_readme  # noqa: E402
+from bench_students import MODES, STUDENTS, train_all
+from benchlib import publish
 
-from distill.augment import AugmentConfig  # noqa: E402
-from distill.data import Split, load_splits, resolve_task  # noqa: E402
-from distill.labelset import LabelSet  # noqa: E402
-from distill.train import DEFAULT_LABELS  # noqa: E402
+from distill.data import Split, load_splits, resolve_task
+from distill.data.augment import AugmentConfig
+from distill.teacher.labelset import LabelSet
+from distill.train import DEFAULT_LABELS
 
 SHARED = ROOT.parent / "shared"
 AUG_MODES = {"distilled": MODES["distilled"], "gold": MODES["gold"], "original": ["--rows", "original"]}
@@ -40,7 +40,7 @@ AUG_MODES = {"distilled": MODES["distilled"], "gold": MODES["gold"], "original":
 
 def throughput(n: int = 1000, copies: int = 20) -> dict:
     """Augmentation and labelling rows/s on n real SST-2 sentences with `copies` copies each."""
-    from distill import teacher as teacher_mod
+    from distill.teacher import labelling as teacher_mod
 
     task, splits = load_splits(resolve_task("sst2"), SHARED / "data/glue/sst2")
     # whole sentences (the dev-like part of SST-2 train is phrases too; take the longest rows)
@@ -104,10 +104,7 @@ def main(argv=None) -> None:
     md = "\n".join(lines) + "\n"
     results_dir = ROOT / "scripts" / "results"
     results_dir.mkdir(exist_ok=True)
-    (results_dir / "bench_augment.json").write_text(json.dumps(data, indent=2) + "\n")
-    (results_dir / "bench_augment.md").write_text(md)
-    update_readme(md, "bench_augment")
-    print(md)
+    publish("bench_augment", data, md)
 
 
 if __name__ == "__main__":

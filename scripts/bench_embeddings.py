@@ -33,10 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_students import train_all, update_readme  # noqa: E402
+from bench_students import train_all
+from benchlib import publish
 
-from distill import compress, export  # noqa: E402
-from distill.errors import DistillError  # noqa: E402
+from distill import compress
+from distill.bundle import build as export
+from distill.errors import DistillError
 
 INITS = {"random": ["--embedding-init", "random"], "svd": ["--embedding-init", "teacher-svd"],
          "autoencoder": ["--embedding-init", "teacher-autoencoder"],
@@ -276,10 +278,7 @@ def main(argv=None) -> None:
     results.mkdir(exist_ok=True)
     plot(res, results / "bench_embeddings.png")
     md = render(res)
-    (results / "bench_embeddings.json").write_text(json.dumps(res, indent=2) + "\n")
-    (results / "bench_embeddings.md").write_text(md)
-    update_readme(md, "bench_embeddings")
-    print(md)
+    publish("bench_embeddings", res, md)
 
 
 if __name__ == "__main__":

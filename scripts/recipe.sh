@@ -154,8 +154,8 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.evaluate import compute_metric
-from distill.labelset import LabelSet
+from distill.data.metrics import compute_metric
+from distill.teacher.labelset import LabelSet
 
 out, size_budget, threads = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 ls = LabelSet.load(out / "labels")

@@ -9,7 +9,7 @@
 Sizes count every parameter, embeddings included, at `precision` bytes each (1 MB = 10^6 bytes;
 an export's scales and file headers are not counted). Latency is the median wall time of
 `timing.repeats` forward passes at `timing.batch` x `timing.length` tokens on this CPU with
-`timing.threads` threads, timed with distill.evaluate.measure_latency. Each violation is the
+`timing.threads` threads, timed with distill.training.report.measure_latency. Each violation is the
 relative excess, cost / limit - 1, so one number per budget, in no unit, goes to Optuna's
 constraints API (`trial.set_constraint`); the objective's score never includes it.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from distill.evaluate import measure_latency, student_inputs
+from distill.training.report import measure_latency, student_inputs
 
 BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1}
 

@@ -3,11 +3,13 @@
     objective = Objective(settings)          # loads the label set once per process
     study.optimize(objective, n_trials=10)
 
-A trial (1) samples a configuration from search.space, (2) builds the student with random weights
-and measures it (search.budget: parameters, megabytes, CPU latency), (3) records each budget as an
-Optuna constraint with `trial.set_constraint`, and stops there if any is violated: the trial is
-finished as infeasible without a single training step, (4) otherwise initialises the embeddings the
-way distill.train does and trains on a fixed subset of the training rows with distill.train.fit,
+A trial (1) samples a configuration from search.space and turns it into the TrainArgs of the
+`python -m distill.train` command that stands for it (the architecture fields as --student-config),
+(2) builds the student exactly as distill.train does (distill.training.student) and measures it
+(search.budget: parameters, megabytes, CPU latency), (3) records each budget as an Optuna
+constraint with `trial.set_constraint`, and stops there if any is violated: the trial is finished
+as infeasible without a single training step, (4) otherwise initialises the embeddings the way
+distill.train does and trains on a fixed subset of the training rows with distill.training.fit,
 reporting the dev metric after each epoch to the pruner, and (5) returns the best dev metric, or
 (metric, cost) for a Pareto search. TensorBoard logs go to <output>/trials/<number>/tb.
 
@@ -20,6 +22,7 @@ first, and study.best_trial / best_trials leave them out.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -30,10 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import students
-from distill.data import Split
-from distill.labelset import LabelSet
-from distill.train import TrainArgs, encode, fit, get_label_set, init_embeddings, make_tokenizer
+from distill.data.tasks import Split
+from distill.data.tokenizer import encode
+from distill.teacher.labelling import label_set_for
+from distill.teacher.labelset import LabelSet
+from distill.train import TrainArgs
+from distill.training.fit import fit
+from distill.training.student import build_student_model, init_embeddings, make_tokenizer
 from search.budget import Budget, Cost, measure
 from search.space import Candidate, SpaceLimits, suggest
 
@@ -54,6 +60,7 @@ class TrialSettings:
     train_rows: int = 0  # 0 = every training row
     output_dir: str = "runs/search"
     log_prefix: str = ""
+    retrain: dict = field(default_factory=dict)  # TrainArgs fields of the full retrain (epochs, no_progress, ...)
 
     @property
     def cost_key(self) -> str:
@@ -75,26 +82,18 @@ def training_subset(ls: LabelSet, rows: int, seed: int) -> tuple[Split, np.ndarr
 
 
 def trial_args(base: TrainArgs, cand: Candidate) -> TrainArgs:
-    """The TrainArgs of one candidate: the base flags with the candidate's knobs."""
-    return dataclasses.replace(base, student=cand.student, **cand.train)
+    """The TrainArgs of one candidate: the base flags with the candidate's knobs, its other
+    architecture fields as --student-config (validated as distill.train validates them)."""
+    arch = {k: list(v) if isinstance(v, tuple) else v for k, v in cand.arch.items()}
+    return dataclasses.replace(base, student=cand.student, **cand.train,
+                               student_config=json.dumps(arch) if arch else None)
 
 
-def build_candidate(args: TrainArgs, ls: LabelSet, tok, arch: dict) -> torch.nn.Module:
-    """The student with random weights, including the fields TrainArgs has no flag for (`arch`)."""
-    overrides = {k: v for k, v in (("embed_dim", args.embed_dim), ("dropout", args.dropout))
-                 if v is not None}
-    torch.manual_seed(args.seed)
-    return students.build_student(
-        args.student, vocab_size=tok.vocab_size, num_labels=ls.task.num_labels, pair=ls.task.pair,
-        pad_id=tok.pad_id, width=args.width, depth=args.depth, **overrides, **arch)
-
-
-def build_with_arch(arch: dict):
-    """A drop-in for distill.train.build_model that also sets the `arch` fields."""
-    def build(args: TrainArgs, ls: LabelSet, tok, pruned=None) -> tuple[torch.nn.Module, str]:
-        model = build_candidate(args, ls, tok, arch)
-        return model, init_embeddings(model, args, ls, tok, pruned)
-    return build
+def retrain_args(settings: TrialSettings, cand: Candidate, trial_number: int) -> TrainArgs:
+    """The TrainArgs that retrain a trial's candidate on every training row: `.command()` is the
+    `python -m distill.train` command the leaderboard prints for it, and runs to the same weights."""
+    run_dir = Path(settings.output_dir) / "best" / f"trial-{trial_number:04d}"
+    return dataclasses.replace(trial_args(settings.base, cand), output_dir=str(run_dir), **settings.retrain)
 
 
 class Objective:
@@ -103,7 +102,7 @@ class Objective:
     def __init__(self, settings: TrialSettings, device: str | None = None):
         self.s = settings
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.ls = get_label_set(settings.base, torch.device(self.device))
+        self.ls = label_set_for(settings.base, torch.device(self.device))
         self.train_split, self.train_logits = training_subset(self.ls, settings.train_rows, settings.base.seed)
         self._toks: dict[tuple, object] = {}
         self._data: dict[int, tuple] = {}
@@ -133,7 +132,7 @@ class Objective:
     def cost_of(self, cand: Candidate, args: TrainArgs) -> tuple[torch.nn.Module, Cost]:
         """Build the candidate with random weights and measure it (no training)."""
         tok = self.tokenizer(args)
-        model = build_candidate(args, self.ls, tok, cand.arch)
+        model = build_student_model(args, self.ls, tok)
         b = self.s.budget
         return model, measure(model, tok.vocab_size, self.ls.task.pair, b.timing, b.precision)
 
@@ -168,6 +167,7 @@ class Objective:
         trial.set_user_attr("student", cand.student)
         trial.set_user_attr("config", cand.describe())
         trial.set_user_attr("arch", {k: list(v) if isinstance(v, tuple) else v for k, v in cand.arch.items()})
+        trial.set_user_attr("command", retrain_args(s, cand, trial.number).command())
         model, cost = self.cost_of(cand, args)
         trial.set_user_attr("cost", cost.to_dict())
         trial.set_user_attr("check_seconds", round(cost.seconds, 3))

@@ -47,7 +47,8 @@ def trial_rows(trials) -> list[dict]:
             "params": cost.get("params"), "params_without_embeddings": cost.get("params_without_embeddings"),
             "train_seconds": ua.get("train_seconds"), "check_seconds": ua.get("check_seconds"),
             "trial_seconds": seconds, "over_budget": ua.get("rejected", ""),
-            "config": ua.get("config", ""), "tb": ua.get("tb", ""), "worker": ua.get("worker", ""),
+            "config": ua.get("config", ""), "command": ua.get("command", ""), "tb": ua.get("tb", ""),
+            "worker": ua.get("worker", ""),
             "start": t.datetime_start, "end": t.datetime_complete, "params_sampled": t.params,
         })
     return rows
@@ -137,11 +138,16 @@ def write_leaderboard(rows: list[dict], summary: dict, out_dir: Path, metric: st
     md = "# Search leaderboard\n\n" + "\n".join(f"- {x}" for x in summary_lines(summary, budget_text))
     md += f"\n- TensorBoard: `tensorboard --logdir {out_dir / 'trials'}`\n\n"
     md += leaderboard_markdown(rows, metric, front, out_dir)
+    commands = [r for r in ranked(rows) if r["command"]]
+    if commands:
+        md += ("\n## Retraining a trial\n\nEach trial is one `python -m distill.train` command: run it to train the "
+               "trial's student on every training row (`search.run --retrain N` runs the best N of them).\n\n")
+        md += "\n".join(f"- trial {r['trial']} ({r['status']}): `{r['command']}`" for r in commands) + "\n"
     md_path, csv_path = out_dir / "leaderboard.md", out_dir / "leaderboard.csv"
     atomic_write_text(md_path, md)
     fields = ["rank", "trial", "student", "status", "pareto", "dev_metric", "latency_ms", "size_mb", "params",
               "params_without_embeddings", "train_seconds", "check_seconds", "over_budget", "config",
-              "params_sampled", "tb", "worker"]
+              "command", "params_sampled", "tb", "worker"]
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()

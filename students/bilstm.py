@@ -14,12 +14,10 @@ import torch.nn as nn
 
 from students.layers import (
     MLPHead,
+    Student,
     check,
     check_common,
     check_rank,
-    count_parameters,
-    encode_inputs,
-    make_embedding,
     masked_max_pool,
 )
 
@@ -60,17 +58,13 @@ def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))
 
 
-class BiLSTM(nn.Module):
+class BiLSTM(Student):
     """Tang et al. BiLSTM classifier; forward(input_ids, attention_mask) -> logits."""
 
     config_class = BiLSTMConfig
 
     def __init__(self, config: BiLSTMConfig):
-        super().__init__()
-        self.config = config
-        self.embedding = make_embedding(
-            config.vocab_size, config.embed_dim, config.pad_id, config.embedding_rank
-        )
+        super().__init__(config)
         self.drop = nn.Dropout(config.dropout)
         H = config.hidden
         in_dims = [config.embed_dim] + [2 * H] * (config.layers - 1)
@@ -90,11 +84,3 @@ class BiLSTM(nn.Module):
             h_b, _ = bwd(reverse_within_length(x, lengths))  # (B, T, H), in reversed order
             x = torch.cat([h_f, reverse_within_length(h_b, lengths)], dim=-1)  # (B, T, 2H)
         return masked_max_pool(x, attention_mask)  # (B, 2H)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_labels) from (B, T) inputs, or (B, 2, T) when config.pair."""
-        return self.head(encode_inputs(self.encode, input_ids, attention_mask, self.config.pair))
-
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        """Parameter count, optionally without the token embedding table."""
-        return count_parameters(self, list(self.embedding.parameters()) if exclude_embeddings else [])

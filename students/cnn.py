@@ -14,12 +14,10 @@ import torch.nn as nn
 
 from students.layers import (
     MLPHead,
+    Student,
     check,
     check_common,
     check_rank,
-    count_parameters,
-    encode_inputs,
-    make_embedding,
     masked_max_pool,
 )
 
@@ -63,17 +61,13 @@ class TextCNNConfig:
         return out
 
 
-class TextCNN(nn.Module):
+class TextCNN(Student):
     """Kim 2014 CNN classifier; forward(input_ids, attention_mask) -> logits."""
 
     config_class = TextCNNConfig
 
     def __init__(self, config: TextCNNConfig):
-        super().__init__()
-        self.config = config
-        self.embedding = make_embedding(
-            config.vocab_size, config.embed_dim, config.pad_id, config.embedding_rank
-        )
+        super().__init__(config)
         self.convs = nn.ModuleList(
             nn.Conv1d(config.embed_dim, config.num_filters, k, padding=k - 1)
             for k in config.filter_widths
@@ -101,11 +95,3 @@ class TextCNN(nn.Module):
             valid = j < lengths + k - 1  # (B, T + k - 1): window touches a real token
             pooled.append(masked_max_pool(h.transpose(1, 2), valid))  # (B, F)
         return torch.cat(pooled, dim=-1)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_labels) from (B, T) inputs, or (B, 2, T) when config.pair."""
-        return self.head(encode_inputs(self.encode, input_ids, attention_mask, self.config.pair))
-
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        """Parameter count, optionally without the token embedding table."""
-        return count_parameters(self, list(self.embedding.parameters()) if exclude_embeddings else [])

@@ -50,6 +50,30 @@ def encode_inputs(
     return combine_pair(feats[:, 0], feats[:, 1])
 
 
+class Student(nn.Module):
+    """What every student shares: forward(input_ids, attention_mask) -> logits through its own
+    `encode` (one sentence -> a vector) and `head`, and its parameter count with or without tables.
+    Its token table comes first, as config.embedding_rank asks (reset_layers_after_embeddings relies on
+    the name `embedding`)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.embedding = make_embedding(config.vocab_size, config.embed_dim, config.pad_id, config.embedding_rank)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_labels) from (B, T) inputs, or (B, 2, T) when config.pair."""
+        return self.head(encode_inputs(self.encode, input_ids, attention_mask, self.config.pair))
+
+    def embedding_tables(self) -> list[nn.Parameter]:
+        """The parameters `num_parameters(exclude_embeddings=True)` leaves out: the token table."""
+        return list(self.embedding.parameters())
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Parameter count, optionally without the embedding tables."""
+        return count_parameters(self, self.embedding_tables() if exclude_embeddings else [])
+
+
 class MLPHead(nn.Module):
     """Classifier head: Linear -> ReLU -> Dropout -> Linear."""
 

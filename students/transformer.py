@@ -14,12 +14,10 @@ import torch.nn.functional as F
 
 from students.layers import (
     MLPHead,
+    Student,
     check,
     check_common,
     check_rank,
-    count_parameters,
-    encode_inputs,
-    make_embedding,
     masked_mean_pool,
 )
 
@@ -110,17 +108,13 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
-class TinyTransformer(nn.Module):
+class TinyTransformer(Student):
     """Small pre-norm transformer classifier; forward(input_ids, attention_mask) -> logits."""
 
     config_class = TinyTransformerConfig
 
     def __init__(self, config: TinyTransformerConfig):
-        super().__init__()
-        self.config = config
-        self.embedding = make_embedding(
-            config.vocab_size, config.embed_dim, config.pad_id, config.embedding_rank
-        )
+        super().__init__(config)
         # factorised embedding (ALBERT-style) only when the table is narrower/wider than the model
         if config.embed_dim != config.d_model:
             self.embed_proj = nn.Linear(config.embed_dim, config.d_model)
@@ -150,11 +144,6 @@ class TinyTransformer(nn.Module):
             x = block(x, key_ok)
         return masked_mean_pool(self.ln_f(x), mask)  # (B, C)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_labels) from (B, T) inputs, or (B, 2, T) when config.pair."""
-        return self.head(encode_inputs(self.encode, input_ids, attention_mask, self.config.pair))
-
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        """Parameter count, optionally without the token and positional tables."""
-        tables = [*self.embedding.parameters(), self.pos_embedding.weight]
-        return count_parameters(self, tables if exclude_embeddings else [])
+    def embedding_tables(self) -> list[nn.Parameter]:
+        """The token and positional tables."""
+        return [*self.embedding.parameters(), self.pos_embedding.weight]

@@ -119,3 +119,18 @@ def cache(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def rte_teacher(tmp_path_factory) -> Path:
     return make_teacher(tmp_path_factory.mktemp("rte-teacher"), labels=("entailment", "not_entailment"))
+
+
+def die_at_step(monkeypatch, n: int):
+    """Make the n-th optimizer step raise KeyboardInterrupt (a kill); returns a function that undoes it."""
+    real_step = torch.optim.AdamW.step
+    steps = []
+
+    def step(self, *a, **k):
+        steps.append(1)
+        if len(steps) == n:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    return lambda: monkeypatch.setattr(torch.optim.AdamW, "step", real_step)

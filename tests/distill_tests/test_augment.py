@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import write_tsv
 
-from distill import teacher as teacher_mod
-from distill.augment import MASK, AugmentConfig, Augmenter, augment_split
 from distill.data import load_splits, read_transfer_file, resolve_task
+from distill.data.augment import MASK, AugmentConfig, Augmenter, augment_split
 from distill.errors import DistillError
+from distill.teacher import labelling as teacher_mod
 
 # a tagged toy corpus: many distinct words per tag, so a replacement rarely draws the same word
 NOUNS = [f"noun{i}" for i in range(40)]
@@ -155,7 +155,7 @@ def test_augmented_and_transfer_label_set_and_cache_hit(tiny_teacher, sst_dir, t
 
 
 def test_student_reads_masked_words_as_unknown(tiny_teacher):
-    from distill.tokenizer import from_teacher
+    from distill.data.tokenizer import from_teacher
 
     tok = from_teacher((tiny_teacher / "tokenizer.json").read_text(), max_length=16)
     ids = tok.encode([f"the {MASK} movie"])[0]

@@ -12,18 +12,18 @@ import torch
 import students
 from distill import compress
 from distill.data import read_split, resolve_task
-from distill.embeddings import (
+from distill.data.tokenizer import from_teacher
+from distill.data.vocab import prune_tokenizer, token_counts
+from distill.errors import DistillError
+from distill.train import main as train_main
+from distill.training.embeddings import (
     AutoencoderConfig,
     autoencoder_table,
     fidelity,
     svd_factors,
     train_autoencoder,
 )
-from distill.errors import DistillError
-from distill.tokenizer import from_teacher
-from distill.train import load_run
-from distill.train import main as train_main
-from distill.vocab import prune_tokenizer, token_counts
+from distill.training.runfolder import load_run
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
 
@@ -254,7 +254,7 @@ def test_a_compressed_run_loads_evaluates_and_exports(method, compressed, pruned
     assert "drop of" in (out / "report.md").read_text()
     if not HAS_ONNX:
         pytest.skip("export needs the onnx extra (pip install -e '.[onnx]'); CI installs it")
-    from distill import export
+    from distill.bundle import build as export
 
     meta = export.main([str(out), "--output-dir", str(tmp_path / "bundle")])
     assert meta["parity"]["max_abs_logit_diff"] < 1e-4

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from distill import export
+from distill.bundle import build as export
+from distill.bundle.onnx import onnx_shapes
+from distill.bundle.runtime import Bundle
 from distill.data import pad_batch
-from distill.predict import Bundle
 from distill.predict import main as predict_main
-from distill.train import load_run
 from distill.train import main as train_main
+from distill.training.runfolder import load_run
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
 HAS_ET = importlib.util.find_spec("executorch") is not None
@@ -75,7 +76,7 @@ def _reuse_onnx(monkeypatch, src: Path):
     """Skip the slow export step: copy an already exported model.onnx."""
     def fake(model, path, **kwargs):
         shutil.copy(src / "model.onnx", path)
-        return export._onnx_shapes(path)
+        return onnx_shapes(path)
     monkeypatch.setattr(export, "export_onnx", fake)
 
 
@@ -256,7 +257,9 @@ def test_bad_inputs_name_the_problem_and_the_fix(runs, tmp_path, capsys, monkeyp
     assert "--labels" in error([runs["cnn"], "--labels", tmp_path / "nope", "--output-dir", tmp_path / "b"])
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    assert "--overwrite" in error([runs["cnn"], "--output-dir", tmp_path / "full"])
+    for flags in ([], ["--overwrite"]):  # a folder the tool did not make is never replaced
+        assert "not made by distill-workbench" in error([runs["cnn"], "--output-dir", tmp_path / "full", *flags])
+    assert (tmp_path / "full" / "x").read_text() == "x"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
     err = error([runs["cnn"], "--output-dir", tmp_path / "b"])
     assert "needs the 'onnx' extra" in err and "pip install" in err

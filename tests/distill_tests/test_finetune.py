@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FILLER, NEGATIVE, POSITIVE, write_tsv
+from conftest import FILLER, NEGATIVE, POSITIVE, die_at_step, write_tsv
 from safetensors.torch import load_file
 
 from distill.finetune import main
@@ -130,20 +130,11 @@ def test_killed_run_resumes_to_the_same_weights(encoder, sst_dir, tmp_path, monk
     clean = run_main([*base, "--output-dir", tmp_path / "clean"])
 
     killed = tmp_path / "killed"
-    steps = []
-    real_step = torch.optim.AdamW.step
-
-    def dies_at_step_20(self, *a, **k):
-        steps.append(1)
-        if len(steps) == 20:  # mid-epoch 2 (15 batches an epoch)
-            raise KeyboardInterrupt
-        return real_step(self, *a, **k)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", dies_at_step_20)
+    revive = die_at_step(monkeypatch, 20)  # mid-epoch 2 (15 batches an epoch)
     with pytest.raises(SystemExit) as e:
         run_main([*base, "--output-dir", killed])
     assert e.value.code == 130 and "--resume" in capsys.readouterr().err
-    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    revive()
     progress = json.loads((killed / "checkpoint" / "progress.json").read_text())
     assert progress["step"] == 19 and progress["epoch"] == 1
     assert not (killed / "config.json").exists()  # not a teacher folder until it is finished

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill.losses import distillation_loss, gold_cross_entropy, kl_with_temperature, mse_logits
+from distill.training.losses import distillation_loss, gold_cross_entropy, kl_with_temperature, mse_logits
 
 
 def test_mse_is_zero_on_equal_logits_and_matches_the_formula():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import make_teacher
 
-from distill import teacher as teacher_mod
 from distill.data import load_splits, resolve_task
 from distill.errors import DistillError
-from distill.labelset import LabelSet
+from distill.teacher import labelling as teacher_mod
+from distill.teacher.labelset import LabelSet
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_label_cli_writes_a_label_set(tiny_teacher, sst_dir, tmp_path):
 def test_label_set_can_store_only_the_embedding_rows_its_texts_use(tiny_teacher, sst, tmp_path):
     import torch
 
-    from distill.embeddings import pca_table
+    from distill.training.embeddings import pca_table
 
     task, splits = sst
     ls = teacher_mod.label(str(tiny_teacher), task, splits, tmp_path / "used", progress=False,

@@ -6,13 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import die_at_step
 
 import students
-from distill import teacher as teacher_mod
 from distill.data import Split, load_splits, resolve_task
-from distill.labelset import LabelSet
-from distill.tokenizer import train_word_level
-from distill.train import DEFAULT_LABELS, FitConfig, encode, fit, load_run, main, predict
+from distill.data.tokenizer import encode, train_word_level
+from distill.teacher import labelling as teacher_mod
+from distill.teacher.labelset import DEFAULT_LABELS, LabelSet
+from distill.train import main
+from distill.training.fit import FitConfig, fit, predict
+from distill.training.runfolder import load_run
 
 TINY = ["--width", "16", "--embed-dim", "16", "--epochs", "2", "--batch-size", "16", "--no-progress",
         "--latency-repeats", "1"]
@@ -131,19 +134,10 @@ def test_killed_training_resumes_to_the_same_weights(sst_dir, tmp_path, monkeypa
     fit(clean, data["train"], data["dev"], cfg, "accuracy", tmp_path / "clean")
 
     killed = _student(tok)
-    steps = []
-    real_step = torch.optim.AdamW.step
-
-    def dies_at_step_25(self, *a, **k):
-        steps.append(1)
-        if len(steps) == 25:  # mid-epoch 2 (15 batches an epoch)
-            raise KeyboardInterrupt
-        return real_step(self, *a, **k)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", dies_at_step_25)
+    revive = die_at_step(monkeypatch, 25)  # mid-epoch 2 (15 batches an epoch)
     with pytest.raises(KeyboardInterrupt):
         fit(killed, data["train"], data["dev"], cfg, "accuracy", tmp_path / "killed")
-    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    revive()
     progress = json.loads((tmp_path / "killed/checkpoint/progress.json").read_text())
     assert progress["step"] == 24 and progress["epoch"] == 1
     resumed = _student(tok)

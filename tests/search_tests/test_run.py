@@ -49,6 +49,30 @@ def test_metric_search_writes_leaderboard_plot_and_retrained_student(labels, tmp
     assert again["trials"] == 6 and "6 of 6 trials done" in text and "already retrained" in text
 
 
+def test_the_printed_command_retrains_a_trial_to_the_same_weights(labels, tmp_path, capsys):
+    import shlex
+
+    import torch
+    from safetensors.torch import load_file
+
+    from distill.train import main as train_main
+
+    out = tmp_path / "s"
+    summary = main(tiny(labels, out, "--student", "cnn", "--trials", 2, "--retrain", 1, "--retrain-epochs", 1))
+    best = summary["best"][0]
+    command = best["command"]
+    assert command.startswith("python -m distill.train --student cnn ") and "--student-config" in command
+    assert f"`{command}`" in (out / "leaderboard.md").read_text()
+    assert f"retrain it yourself with: {command}" in capsys.readouterr().out
+    argv = shlex.split(command)[3:]
+    argv[argv.index("--output-dir") + 1] = str(tmp_path / "by-hand")
+    train_main(argv)
+    retrained = load_file(str(out / "best" / f"trial-{best['trial']:04d}" / "model.safetensors"))
+    by_hand = load_file(str(tmp_path / "by-hand" / "model.safetensors"))
+    assert retrained.keys() == by_hand.keys()
+    assert all(torch.equal(retrained[k], by_hand[k]) for k in retrained)
+
+
 def test_pareto_search_reports_the_front(labels, tmp_path):
     out = tmp_path / "p"
     summary = main(tiny(labels, out, "--student", "cnn,transformer", "--objective", "pareto",

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.data import Split, Task
+from distill.data.tasks import Split, Task
 from distill.errors import DistillError
 from distill.io import atomic_path, atomic_write_json, atomic_write_text, save_tensors
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "dev")
+# the label set shipped in the package: `distill.train` trains on it when given no teacher or labels
+DEFAULT_LABELS = Path(__file__).resolve().parents[1] / "assets" / "sst2-minilm"
 
 
 ORIGINS = ("train", "augmented", "transfer")  # where a training row came from
@@ -70,6 +72,12 @@ class LabelSet:
     def splits(self) -> dict[str, Split]:
         return {name: Split([t for part in self.iter_texts(name) for t in part], self.labels[name],
                             str(self.path / f"{name}.parquet")) for name in SPLITS}
+
+    def encode(self, split: str, tok):
+        """The split tokenized by a student tokenizer (an Encoded, teacher logits included), streamed from disk."""
+        from distill.data.tokenizer import encode_chunks
+
+        return encode_chunks(self.iter_texts(split), tok, self.labels[split], self.logits[split], self.task.pair)
 
     def tokenizer_json(self) -> str | None:
         p = self.path / "tokenizer.json"

@@ -11,7 +11,7 @@ Three rules, applied word by word to a whitespace-tokenized text with an explici
 
 The corpus is POS-tagged once (NLTK's averaged perceptron tagger, universal tagset), in batches.
 
-    from distill.augment import AugmentConfig, augment_split
+    from distill.data.augment import AugmentConfig, augment_split
     rows, source, rows_per_s = augment_split(train_texts, AugmentConfig(copies=10))
 """
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
+from distill.data.tokenizer import StudentTokenizer
 from distill.errors import DistillError
-from distill.tokenizer import StudentTokenizer
 
 PRUNABLE = ("WordPiece", "WordLevel")  # models whose vocabulary is a plain token -> id map
 

@@ -15,11 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 
-from distill.augment import MASK
+from distill.data.augment import MASK
+from distill.data.batching import Encoded, encode_sequences
+from distill.data.tasks import Split
 from distill.errors import DistillError
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -109,3 +112,19 @@ def train_word_level(
         raise DistillError(f"no word occurs at least {min_frequency} times in the training text; "
                            "lower --vocab-min-freq")
     return StudentTokenizer(tok, "word", max_length)
+
+
+def encode_chunks(chunks, tok: StudentTokenizer, labels: np.ndarray, logits: np.ndarray | None,
+                  pair: bool) -> Encoded:
+    """Tokenize texts arriving in chunks (lists of tuples of sides) into one Encoded split."""
+    def sequences():
+        for chunk in chunks:
+            sides = [tok.encode([row[i] for row in chunk]) for i in range(2 if pair else 1)]
+            yield [ids for row in zip(*sides) for ids in row]  # row-major: row0 a, row0 b, row1 a, ...
+
+    return encode_sequences(sequences(), labels, logits, pair, tok.pad_id)
+
+
+def encode(split: Split, logits: np.ndarray | None, tok: StudentTokenizer) -> Encoded:
+    """Tokenize every row of an in-memory split with the student's tokenizer."""
+    return encode_chunks([split.texts], tok, split.labels, logits, pair=len(split.texts[0]) == 2)

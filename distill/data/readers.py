@@ -1,12 +1,12 @@
-"""Tasks and data: which columns, labels and metric a task has, and loading its train/dev splits.
+"""Reading a task's data: local files (GLUE TSV, CSV, JSONL, Parquet), or GLUE from the hub.
 
 GLUE tasks load by name through `datasets.load_dataset("glue", task)`. `--data DIR` reads local
-files instead: GLUE TSV (CSV-quoted fields, as in RTE), CSV, JSONL or Parquet, one file per split
-(`train.*` and `dev.*` / `validation.*`). Custom data names its own columns.
+files instead: GLUE TSV (fully quoted fields unquoted, as in RTE), CSV, JSONL or Parquet, one file
+per split (`train.*` and `dev.*` / `validation.*`). Custom data names its own columns.
 
     from distill.data import resolve_task, load_splits
     task = resolve_task("rte")
-    splits = load_splits(task, data_dir="../shared/data/glue/rte")
+    task, splits = load_splits(task, data_dir="../shared/data/glue/rte")
 """
 
 from __future__ import annotations
@@ -15,78 +15,13 @@ import csv
 import hashlib
 import json
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from distill.data.tasks import GLUE_TASKS, Split, Task
 from distill.errors import DistillError
-
-METRICS = ("accuracy", "f1", "mcc")
-
-
-@dataclass(frozen=True)
-class Task:
-    """A classification task: its text column(s), label names and dev metric."""
-
-    name: str
-    text_columns: tuple[str, ...]
-    label_names: tuple[str, ...]
-    metric: str = "accuracy"
-    label_column: str = "label"
-    hub_dev_split: str = "validation"
-    # Column names that raw GLUE files use for the same fields (e.g. MRPC's "#1 String").
-    local_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
-
-    @property
-    def pair(self) -> bool:
-        return len(self.text_columns) == 2
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "text_columns": list(self.text_columns),
-            "label_names": list(self.label_names),
-            "metric": self.metric,
-            "label_column": self.label_column,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Task:
-        return cls(
-            name=d["name"],
-            text_columns=tuple(d["text_columns"]),
-            label_names=tuple(d["label_names"]),
-            metric=d["metric"],
-            label_column=d.get("label_column", "label"),
-        )
-
-
-GLUE_TASKS: dict[str, Task] = {
-    "sst2": Task("sst2", ("sentence",), ("negative", "positive")),
-    "cola": Task("cola", ("sentence",), ("unacceptable", "acceptable"), metric="mcc"),
-    "mrpc": Task(
-        "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), metric="f1",
-        local_aliases={"sentence1": ("#1 String",), "sentence2": ("#2 String",),
-                       "label": ("Quality",)},
-    ),
-    "qqp": Task(
-        "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), metric="f1",
-        local_aliases={"label": ("is_duplicate",)},
-    ),
-    "mnli": Task(
-        "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
-        hub_dev_split="validation_matched",
-        local_aliases={"premise": ("sentence1",), "hypothesis": ("sentence2",),
-                       "label": ("gold_label",)},
-    ),
-    "qnli": Task("qnli", ("question", "sentence"), ("entailment", "not_entailment")),
-    "rte": Task("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment")),
-}
 
 # Raw CoLA TSVs have no header row: source, label, original label, sentence.
 _HEADERLESS = {"cola": ("source", "label", "original_label", "sentence")}
@@ -96,67 +31,6 @@ _SPLIT_STEMS = {
     "train": ("train",),
     "dev": ("dev", "validation", "dev_matched", "validation_matched", "val"),
 }
-
-
-@dataclass
-class Split:
-    """One split in memory: the text column(s) and integer labels (-1 where there is none)."""
-
-    texts: list[tuple[str, ...]]
-    labels: np.ndarray  # (N,) int64
-    source: str = ""
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def column(self, i: int) -> list[str]:
-        return [t[i] for t in self.texts]
-
-
-def default_task_name(task: str | None, data: str | None, text_columns) -> str:
-    """--task if given; for custom data (--data with --text-column) the data folder's name; else sst2."""
-    if task:
-        return task
-    return Path(data).resolve().name if data and text_columns else "sst2"
-
-
-def resolve_task(
-    name: str,
-    text_columns: tuple[str, ...] | None = None,
-    label_column: str | None = None,
-    label_names: tuple[str, ...] | None = None,
-    metric: str | None = None,
-) -> Task:
-    """The task for a GLUE name, or a custom task whose columns the user names."""
-    name = name.lower().replace("-", "")
-    if name in GLUE_TASKS:
-        task = GLUE_TASKS[name]
-        if text_columns:
-            if len(text_columns) != len(task.text_columns):
-                raise DistillError(
-                    f"task {name} has {len(task.text_columns)} text column(s), "
-                    f"but {len(text_columns)} were named; drop --text-pair-column or add it"
-                )
-            task = replace(task, text_columns=tuple(text_columns), local_aliases={})
-        if label_column:
-            task = replace(task, label_column=label_column)
-        if metric:
-            task = replace(task, metric=metric)
-        return task
-    if not text_columns:
-        raise DistillError(
-            f"unknown task '{name}'; choose one of: {', '.join(GLUE_TASKS)}, or name a custom "
-            "task's columns with --text-column (and --text-pair-column, --label-column) and --data"
-        )
-    if metric and metric not in METRICS:
-        raise DistillError(f"unknown metric '{metric}'; choose one of: {', '.join(METRICS)}")
-    return Task(
-        name=name,
-        text_columns=tuple(text_columns),
-        label_names=tuple(label_names or ()),  # filled from the training data when empty
-        metric=metric or "accuracy",
-        label_column=label_column or "label",
-    )
 
 
 def find_split_file(data_dir: Path, split: str) -> Path:
@@ -355,6 +229,23 @@ def _load_glue_from_hub(task: Task) -> dict[str, Split]:
     return out
 
 
+def check_classes(task: Task, splits: dict[str, Split]) -> None:
+    """A classifier needs two classes in train, and dev may only hold labels that train has."""
+    train, dev = splits["train"], splits["dev"]
+    seen = sorted(set(train.labels[train.labels >= 0].tolist()))
+    if len(seen) < 2:
+        which = f"label '{task.label_names[seen[0]]}'" if seen else "no label"
+        raise DistillError(f"{train.source}: every labelled row has {which}; a classifier needs at least two "
+                           "classes: add rows of another class (or name the right column with --label-column)")
+    unseen = ~np.isin(dev.labels, seen) & (dev.labels >= 0)
+    if unseen.any():
+        i = int(np.flatnonzero(unseen)[0])
+        row = i + (1 if dev.source.endswith((".jsonl", ".json")) else 2)
+        name = task.label_names[int(dev.labels[i])]
+        raise DistillError(f"{dev.source}: row {row} has label '{name}', which no row of {train.source} has; a "
+                           "teacher cannot learn a label it never sees: add training rows with it, or drop it from dev")
+
+
 def content_hash(splits: dict[str, Split]) -> str:
     """A hash of the data's content (texts and labels), independent of where it came from."""
     h = hashlib.sha256()
@@ -364,53 +255,6 @@ def content_hash(splits: dict[str, Split]) -> str:
         for t, y in zip(split.texts, split.labels.tolist()):
             h.update(json.dumps([t, y], ensure_ascii=False).encode())
     return h.hexdigest()
-
-
-# ---------------------------------------------------------------- batching
-
-
-def pad_batch(seqs: list[list[int]] | list[list[list[int]]], pad_id: int, pair: bool):
-    """Right-pad token id lists into (input_ids, attention_mask) tensors.
-
-    Single: seqs[i] is a list of ids -> (B, T). Pair: seqs[i] is [ids_a, ids_b] -> (B, 2, T).
-    """
-    import torch
-
-    rows = [list(r) for r in seqs] if pair else [[s] for s in seqs]  # (B, S, len) with S in {1, 2}
-    T = max(1, max(len(s) for row in rows for s in row))
-    ids = torch.full((len(rows), len(rows[0]), T), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), len(rows[0]), T), dtype=torch.long)
-    for i, row in enumerate(rows):
-        for j, s in enumerate(row):
-            ids[i, j, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-            mask[i, j, : len(s)] = 1
-    if not pair:
-        ids, mask = ids[:, 0], mask[:, 0]
-    return ids, mask
-
-
-def length_bucketed_batches(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None,
-    bucket_batches: int = 50,
-) -> list[np.ndarray]:
-    """Index batches of similar length, so little time is spent on padding.
-
-    Without `rng`: all rows sorted by length (inference). With `rng`: shuffle, sort within chunks
-    of `bucket_batches` batches, then shuffle the batch order (training).
-    """
-    n = len(lengths)
-    if rng is None:
-        order = np.argsort(-lengths, kind="stable")
-        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    perm = rng.permutation(n)
-    chunk = batch_size * bucket_batches
-    batches = []
-    for start in range(0, n, chunk):
-        idx = perm[start : start + chunk]
-        idx = idx[np.argsort(-lengths[idx], kind="stable")]
-        batches.extend(idx[i : i + batch_size] for i in range(0, len(idx), batch_size))
-    order = rng.permutation(len(batches))
-    return [batches[i] for i in order]
 
 
 def read_transfer_file(path: str | Path, task: Task) -> list[tuple[str, ...]]:

@@ -1,4 +1,4 @@
-"""The teacher: load any `AutoModelForSequenceClassification`, and label a dataset with its logits once.
+"""Labelling: the teacher's logits on a dataset (and augmented copies of it), computed once.
 
 Labelling runs under `torch.inference_mode` in length-sorted batches (far less padding than a fixed
 length), on the GPU when there is one, with a progress bar. It works through the data in chunks
@@ -21,75 +21,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from distill.augment import MASK, AugmentConfig, augment_split
-from distill.data import Split, Task, content_hash
+from distill.data.augment import MASK, AugmentConfig, augment_split
+from distill.data.readers import content_hash
+from distill.data.tasks import Split, Task
 from distill.errors import DistillError
-from distill.labelset import FORMAT_VERSION, SPLITS, LabelSet, write_label_set
+from distill.outputs import check_output, staged
+from distill.teacher.labelset import DEFAULT_LABELS, FORMAT_VERSION, SPLITS, LabelSet, write_label_set
+from distill.teacher.load import count_hf_parameters, default_device, fingerprint, load_teacher
 
 CHUNK_ROWS = 2048  # rows per resumable unit of work
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _hub_error(name: str, e: Exception) -> DistillError:
-    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-    return DistillError(
-        f"could not load teacher '{name}' ({first}); if the Hugging Face hub cannot be reached, "
-        "pass --teacher PATH to a local folder saved with save_pretrained, or --labels DIR"
-    )
-
-
-def load_teacher(name: str, task: Task, device: torch.device | None = None,
-                 trust_remote_code: bool = False):
-    """Load a teacher and its tokenizer from a hub id or a local folder, and check its labels."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
-        raise DistillError(f"--teacher {name}: no such folder; pass a local model folder or a hub id")
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name, trust_remote_code=trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise _hub_error(name, e) from None
-    check_teacher_labels(model.config, task, name)
-    model.eval().to(device or default_device())
-    return model, tokenizer
-
-
-def check_teacher_labels(config, task: Task, name: str) -> None:
-    """The teacher must predict the task's labels: same count, and same names when it names them."""
-    n = config.num_labels
-    if n != task.num_labels:
-        raise DistillError(
-            f"teacher '{name}' has {n} labels but task {task.name} has {task.num_labels} "
-            f"({', '.join(task.label_names)}); use a teacher fine-tuned on this task"
-        )
-    names = [str(config.id2label[i]).lower() for i in range(n)]
-    generic = all(x == f"label_{i}" for i, x in enumerate(names))
-    if not generic and names != [x.lower() for x in task.label_names]:
-        raise DistillError(
-            f"teacher '{name}' labels {names} do not match task {task.name}'s "
-            f"{list(task.label_names)}; check the label order, or fix id2label in its config.json"
-        )
-
-
-def fingerprint(model: torch.nn.Module) -> str:
-    """A hash of the teacher's weights: the same weights give the same label-set key."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def count_teacher_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(all parameters, parameters without the word/position/type embedding tables)."""
-    total = sum(p.numel() for p in model.parameters())
-    emb = sum(p.numel() for n, p in model.named_parameters() if n.endswith("_embeddings.weight"))
-    return total, total - emb
 
 
 @torch.inference_mode()
@@ -134,7 +74,7 @@ def compute_key(teacher_fp: str, data_hash: str, task: Task, max_length: int,
 
 
 def label(
-    teacher_name: str, task: Task, splits: dict[str, Split], output_dir: str | Path,
+    teacher_name: str, task: Task, splits: dict[str, Split], output_dir: str | Path | None,
     max_length: int = 128, batch_size: int = 64, device: torch.device | None = None,
     trust_remote_code: bool = False, data_source: str = "", progress: bool = True,
     augment: AugmentConfig | None = None, transfer: list[tuple[str, ...]] | None = None,
@@ -142,13 +82,15 @@ def label(
 ) -> LabelSet:
     """Label `splits` with the teacher into `output_dir`, reusing a finished identical label set.
 
+    `output_dir=None`: the cache, in a folder named by the label set's key (cache_dir()/labels).
     With `augment`, the training split gains up to `augment.copies` augmented copies of each
     example; with `transfer`, unlabeled texts. The teacher labels them all; their gold label is -1.
     `embedding_rows="used"` stores only the teacher embedding rows of tokens the texts contain.
     """
-    from distill.evaluate import compute_metric
+    from distill.data.metrics import compute_metric
 
-    output_dir = Path(output_dir)
+    if output_dir is not None:
+        check_output(Path(output_dir), "label-set")
     device = device or default_device()
     model, tokenizer = load_teacher(teacher_name, task, device, trust_remote_code)
     data_hash = content_hash(splits)
@@ -159,11 +101,11 @@ def label(
     if transfer:
         transfer_hash = content_hash({"transfer": Split(transfer, np.full(len(transfer), -1))})
     key = compute_key(teacher_fp, data_hash, task, max_length, augment, transfer_hash, embedding_rows)
-
-    if (output_dir / "manifest.json").is_file():
+    output_dir = Path(output_dir) if output_dir is not None else cache_dir() / "labels" / f"{task.name}-{key[:16]}"
+    if check_output(output_dir, "label-set") == "ours":
         try:
             old = json.loads((output_dir / "manifest.json").read_text())
-        except json.JSONDecodeError:
+        except (OSError, json.JSONDecodeError):
             old = {}
         if old.get("key") == key:
             print(f"reusing label set {output_dir} (same teacher, data and settings)")
@@ -218,7 +160,7 @@ def label(
     has_gold = dev.labels >= 0
     dev_metric = (compute_metric(task.metric, logits["dev"][has_gold].argmax(1), dev.labels[has_gold])
                   if has_gold.any() else None)
-    params, params_wo = count_teacher_parameters(model)
+    params, params_wo = count_hf_parameters(model)
     tok_json = tokenizer.backend_tokenizer.to_str() if getattr(tokenizer, "is_fast", False) else None
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -246,13 +188,9 @@ def label(
     used = None
     if embedding_rows == "used":
         used = used_token_ids(tokenizer, [t for name in SPLITS for t in splits[name].texts], max_length)
-    tmp_dir = output_dir.parent / f".{output_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    write_label_set(tmp_dir, manifest, splits, logits, tok_json,
-                    model.get_input_embeddings().weight, origin=origin, embedding_rows=used)
-    from distill.io import replace_dir
-
-    replace_dir(tmp_dir, output_dir)
+    with staged(output_dir, "label-set") as tmp_dir:
+        write_label_set(tmp_dir, manifest, splits, logits, tok_json,
+                        model.get_input_embeddings().weight, origin=origin, embedding_rows=used)
     shutil.rmtree(work, ignore_errors=True)
     metric_txt = f"{dev_metric:.4f}" if dev_metric is not None else "n/a"
     print(f"labelled {total} rows ({rows['train']} train, {rows['augmented']} augmented, "
@@ -264,3 +202,29 @@ def label(
 def cache_dir() -> Path:
     """Where `distill.train --teacher` keeps label sets: $DISTILL_CACHE or ~/.cache/distill-workbench."""
     return Path(os.environ.get("DISTILL_CACHE", Path.home() / ".cache" / "distill-workbench"))
+
+
+def label_set_for(args, device: torch.device) -> LabelSet:
+    """The label set a training command trains on: --labels, or the teacher's (labelled now, or found in
+    the cache by its key), or the shipped SST-2 one. `args` has the fields of DataFlags and AugmentFlags
+    plus labels, teacher, task, teacher_max_length, label_batch_size, trust_remote_code, no_progress."""
+    from distill.data.readers import load_splits, read_transfer_file
+
+    if args.labels:
+        ls = LabelSet.load(args.labels)
+    elif args.teacher:
+        task, splits = load_splits(args.data_task(args.task), args.data)
+        transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
+        ls = label(args.teacher, task, splits, None, max_length=args.teacher_max_length,
+                   batch_size=args.label_batch_size, device=device, trust_remote_code=args.trust_remote_code,
+                   data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
+                   augment=args.augment_config(), transfer=transfer, transfer_source=args.transfer_file or "")
+    else:
+        if not (DEFAULT_LABELS / "manifest.json").is_file():
+            raise DistillError(f"the shipped label set is missing from {DEFAULT_LABELS}; reinstall "
+                               "the package, or pass --teacher or --labels")
+        ls = LabelSet.load(DEFAULT_LABELS)
+    if args.task and args.task.lower().replace("-", "") != ls.task.name:
+        raise DistillError(f"--task {args.task} does not match the label set's task "
+                           f"'{ls.task.name}' ({ls.path}); pass --teacher with --task, or other --labels")
+    return ls

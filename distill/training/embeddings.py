@@ -161,7 +161,7 @@ def autoencoder_table(table: torch.Tensor, dim: int, seed: int = 0, present: tor
     from safetensors.torch import load_file
 
     from distill.io import save_tensors
-    from distill.teacher import cache_dir
+    from distill.teacher.labelling import cache_dir
 
     cfg = cfg or AutoencoderConfig(seed=seed)
     present = torch.ones(table.shape[0], dtype=torch.bool) if present is None else present

@@ -1,0 +1,328 @@
+"""Export a trained student as a bundle for a phone or a CPU service: ONNX or ExecuTorch, fp32 or
+int8, checked against the PyTorch student on the dev set every time.
+
+    python -m distill.export runs/sst2-bilstm --format onnx --quantize int8 --output-dir exports/bilstm
+    python -m distill.export runs/sst2-cnn --format executorch --max-length 64
+    python -m distill.predict exports/bilstm "a gorgeous, witty, seductive movie"
+
+Flow: run folder (distill.train or search.run output) -> student -> model file in a temporary
+folder beside the output -> [int8: ONNX Runtime dynamic quantization; kept only if it agrees with
+the student and is not slower] -> parity check through the bundled tokenizer (fails loudly) ->
+metadata.json and README.md -> the folder is renamed into place, so a failed or killed export
+never leaves half a bundle.
+
+What each format can take (and metadata.json records it):
+- ONNX (torch.onnx.export, dynamo): any batch and any length up to the maximum, for every student.
+  The BiLSTM's nn.LSTM becomes ONNX's LSTM op, so its length stays dynamic too.
+- ExecuTorch (.pte, XNNPACK backend): a fixed batch (`--batch-size`, default 1); the length is
+  dynamic up to the maximum for the CNN and the transformer, and fixed at the maximum for the
+  BiLSTM, whose LSTM ExecuTorch can only unroll over a known length (inputs are padded to it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distill.bundle.check import DevRows, dev_rows, parity, time_bundle
+from distill.bundle.executorch import export_executorch
+from distill.bundle.files import pct, render_readme, versions, write_tokenizer
+from distill.bundle.onnx import export_onnx, quantize_onnx
+from distill.bundle.policy import DEFAULT_INT8_OPS, FP32_MAX_DIFF, INT8_MIN_AGREEMENT, INT8_OPS, SLOWER_TOLERANCE
+from distill.bundle.runtime import BUNDLE_VERSION, EXTRAS, METADATA, Bundle, install_hint
+from distill.bundle.trace import length_limit, quiet
+from distill.cli import _help, run_command
+from distill.cli import build_parser as cli_parser
+from distill.errors import DistillError
+from distill.io import atomic_write_json, atomic_write_text
+from distill.outputs import check_output, staged
+
+FORMATS = ("onnx", "executorch")
+PRECISIONS = ("none", "int8")
+
+
+# ============================================================================ arguments
+
+
+@dataclass
+class ExportArgs:
+    """Everything `python -m distill.export` takes (run_dir is positional, the rest are flags)."""
+
+    run_dir: str = field(default="", metadata=_help(
+        "a trained student: the output folder of `python -m distill.train` or `search.run`"))
+    format: str = field(default="onnx", metadata=_help(
+        "onnx (ONNX Runtime: servers, Android, iOS) or executorch (.pte with the XNNPACK backend)"))
+    quantize: str = field(default="none", metadata=_help(
+        "int8: ONNX Runtime dynamic quantization (ONNX only); kept only if the labels agree on "
+        f">= {INT8_MIN_AGREEMENT:.0%} of dev rows and it is not slower than fp32, otherwise fp32 "
+        "is shipped and the output says why"))
+    output_dir: str | None = field(default=None, metadata=_help(
+        "bundle folder; default exports/<run name>-<format>[-int8]"))
+    max_length: int | None = field(default=None, metadata=_help(
+        "tokens per text the bundle reads (longer texts are truncated); default: the student's "
+        "training length. An ExecuTorch BiLSTM pads every input to it, so smaller is faster"))
+    batch_size: int | None = field(default=None, metadata=_help(
+        "ExecuTorch only: the fixed batch the .pte takes (default 1; distill.predict pads a "
+        "short last chunk). ONNX bundles take any batch"))
+    labels: str | None = field(default=None, metadata=_help(
+        "label set whose dev split the parity check uses; default: the one the student was "
+        "trained on (config.json)"))
+    parity_rows: int = field(default=1000, metadata=_help(
+        "dev rows for the parity check (all of them if there are fewer)"))
+    threads: int = field(default=1, metadata=_help(
+        "CPU threads for the parity check and the fp32/int8 timing"))
+    overwrite: bool = field(default=False, metadata=_help("replace an existing --output-dir"))
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.format in FORMATS, f"--format {self.format}: unknown format; choose one of: "
+             f"{', '.join(FORMATS)}"),
+            (self.quantize in PRECISIONS, f"--quantize {self.quantize}: choose none or int8"),
+            (self.max_length is None or self.max_length >= 1, f"--max-length {self.max_length} must be >= 1"),
+            (self.batch_size is None or self.batch_size >= 1, f"--batch-size {self.batch_size} must be >= 1"),
+            (self.parity_rows >= 1, f"--parity-rows {self.parity_rows} must be >= 1"),
+            (self.threads >= 1, f"--threads {self.threads} must be >= 1"),
+            (not (self.batch_size is not None and self.format == "onnx"),
+             "--batch-size is for --format executorch; ONNX bundles take any batch size"),
+            (not (self.quantize == "int8" and self.format == "executorch"),
+             "--quantize int8 is available with --format onnx (ONNX Runtime dynamic quantization); "
+             "ExecuTorch bundles are fp32 here: drop --quantize or use --format onnx"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DistillError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    paragraphs = (__doc__ or "").split("\n\n")
+    epilog = ("The bundle holds the model, tokenizer.json (and vocab.txt), labels.txt,\n"
+              "metadata.json (inputs, outputs, shapes, precision, parity, sizes) and a README\n"
+              "with the Python, Kotlin and Swift calls. Run it: python -m distill.predict BUNDLE."
+              "\n\n" + paragraphs[-1].strip())
+    return cli_parser(ExportArgs, "python -m distill.export", "\n\n".join(paragraphs[:2]),
+                      positional=("run_dir",), epilog=epilog)
+
+
+def parse_args(argv: list[str] | None = None) -> ExportArgs:
+    return ExportArgs(**vars(build_parser().parse_args(argv)))
+
+
+# ============================================================================ exporting
+
+
+def _require(fmt: str) -> None:
+    """Fail with the extra to install when a format's packages are missing."""
+    modules = {"onnx": ("onnx", "onnxscript", "onnxruntime"),
+               "executorch": ("executorch.exir", "executorch.runtime")}[fmt]
+    import importlib
+
+    for name in modules:
+        try:
+            with quiet():
+                importlib.import_module(name)
+        except ImportError:
+            raise DistillError(f"--format {fmt} needs the '{EXTRAS[fmt]}' extra ({name} is not "
+                               f"installed): {install_hint(EXTRAS[fmt])}") from None
+
+
+# ============================================================================ the pipeline
+
+
+def default_output_dir(args: ExportArgs) -> Path:
+    name = Path(args.run_dir.rstrip("/")).name or "student"
+    return Path("exports") / f"{name}-{args.format}{'-int8' if args.quantize == 'int8' else ''}"
+
+
+def _step(message: str) -> float:
+    print(message, flush=True)
+    return time.perf_counter()
+
+
+def run(args: ExportArgs) -> dict:
+    """Export, check and write the bundle; returns its metadata."""
+    from distill.training.runfolder import load_run
+
+    out = Path(args.output_dir) if args.output_dir else default_output_dir(args)
+    if check_output(out, "bundle") == "ours" and not args.overwrite:
+        raise DistillError(f"--output-dir {out} already holds a bundle; pass --overwrite to replace it, or "
+                           "choose another --output-dir")
+    _require(args.format)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    trials = sorted(Path(args.run_dir).glob("best/trial-*/config.json"))
+    if trials and not (Path(args.run_dir) / "config.json").is_file():
+        raise DistillError(f"{args.run_dir} is a search; export one of its retrained students: "
+                           + ", ".join(str(t.parent) for t in trials[:3]))
+    model, tok, config = load_run(args.run_dir)
+    student, scfg = config["student"], config["student_config"]
+    pair = bool(scfg.get("pair", False))
+    trained_length = int(config["tokenizer"]["max_length"])
+    max_length = args.max_length or trained_length
+    limit = length_limit(model, max_length)
+    if limit < max_length:
+        raise DistillError(f"--max-length {max_length}: the {student} student has {limit} "
+                           f"positions; use --max-length {limit} or less")
+    rows = dev_rows(config, args.labels, args.parity_rows)
+    batch_size = args.batch_size or 1
+
+    with staged(out, "bundle") as tmp:  # the whole bundle appears at once
+        meta = _build(args, tmp, model, tok, config, rows, max_length, batch_size, pair, out)
+    par = meta["parity"]
+    print(f"\nsaved {meta['format']} bundle ({meta['precision']}, "
+          f"{meta['model_bytes'] / 1e6:.2f} MB) to {out}/")
+    print(f"parity on {par['rows']} dev rows: max |logit diff| {par['max_abs_logit_diff']:.2e}, "
+          f"labels agree {100 * par['label_agreement']:.2f}%, dev {par['metric']} "
+          f"{pct(par['bundle_metric'])} (PyTorch {pct(par['pytorch_metric'])})")
+    lat = ", ".join(f"batch {k[1:]} {v:.2f} ms" for k, v in meta["latency_ms"].items())
+    print(f"latency at {meta['timing']['length']} tokens, {args.threads} thread(s): {lat}")
+    print(f"run it: python -m distill.predict {out} \"some text\"")
+    return meta
+
+
+def _build(args, tmp: Path, model, tok, config, rows: DevRows, max_length: int, batch_size: int,
+           pair: bool, out: Path) -> dict:
+    student = config["student"]
+    fmt = args.format
+    model_file = "model.onnx" if fmt == "onnx" else "model.pte"
+    slow = (" (ExecuTorch unrolls the LSTM over every position: this takes minutes at 64 tokens)"
+            if fmt == "executorch" and student == "bilstm" else "")
+    t0 = _step(f"exporting the {student} student to {fmt} (max length {max_length}) ...{slow}")
+    try:
+        if fmt == "onnx":
+            shapes = export_onnx(model, tmp / model_file, pair=pair, max_length=max_length)
+            length_axis = 2 if pair else 1
+            dynamic_batch = not isinstance(shapes["inputs"]["input_ids"][0], int)
+            dynamic_length = not isinstance(shapes["inputs"]["input_ids"][length_axis], int)
+            why_fixed = "the ONNX exporter could not keep this student's length symbolic"
+        else:
+            info = export_executorch(model, tmp / model_file, pair=pair, max_length=max_length,
+                                     batch_size=batch_size)
+            dynamic_batch, dynamic_length = False, not info["fixed_length"]
+            why_fixed = "ExecuTorch cannot take a dynamic length through an LSTM today"
+    except DistillError:
+        raise
+    except Exception as e:  # an operator or shape the format cannot represent
+        other = [f for f in FORMATS if f != fmt][0]
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DistillError(f"the {student} student cannot be exported to {fmt} ({type(e).__name__}: "
+                           f"{first}); --format {other} may represent it") from None
+    print(f"  exported in {time.perf_counter() - t0:.1f}s "
+          f"({'dynamic' if dynamic_length else 'fixed'} length)")
+
+    tok_meta = write_tokenizer(tok, tmp, max_length)
+    labels = list(config["task"]["label_names"])
+    (tmp / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    ids_shape = ["batch" if dynamic_batch else batch_size] + ([2] if pair else []) + \
+        (["length"] if dynamic_length else [max_length])
+    meta = {
+        "bundle_version": BUNDLE_VERSION,
+        "format": fmt,
+        "precision": "fp32",
+        "model_file": model_file,
+        "model_bytes": (tmp / model_file).stat().st_size,
+        "student": student,
+        "student_config": config["student_config"],
+        "task": config["task"],
+        "labels": labels,
+        "pair": pair,
+        "max_length": max_length,
+        "trained_max_length": int(config["tokenizer"]["max_length"]),
+        "min_length": 1,  # every student takes a single token (TextCNN's convolution is wide)
+        "inputs": [{"name": n, "dtype": "int64", "shape": ids_shape} for n in ("input_ids", "attention_mask")],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": [ids_shape[0], len(labels)]}],
+        "batch": {"dynamic": dynamic_batch, "size": None if dynamic_batch else batch_size},
+        "length": {"dynamic": dynamic_length, "min": 1, "max": max_length,
+                   "why_fixed": None if dynamic_length else why_fixed},
+        "padding": "right, with tokenizer.pad_id and attention_mask 0",
+        "tokenizer": tok_meta,
+        "backend": "XNNPACK" if fmt == "executorch" else "ONNX Runtime CPU",
+        "source": {"run_name": Path(args.run_dir.rstrip("/")).name, "label_set": rows.source},
+        "versions": versions(fmt),
+        "exported_on": {"machine": platform.machine(), "python": platform.python_version()},
+    }
+    atomic_write_json(tmp / METADATA, meta)
+
+    t0 = _step(f"checking parity on {len(rows.texts)} dev rows against the PyTorch student ...")
+    bundle = Bundle(tmp, threads=args.threads)
+    par = parity(bundle, model, rows)
+    print(f"  fp32: max |logit diff| {par['max_abs_logit_diff']:.2e}, labels agree "
+          f"{100 * par['label_agreement']:.2f}% ({time.perf_counter() - t0:.1f}s)")
+    if par["max_abs_logit_diff"] > FP32_MAX_DIFF:
+        raise DistillError(
+            f"parity check failed: the {fmt} model's logits differ from the PyTorch student's by up "
+            f"to {par['max_abs_logit_diff']:.2e} (allowed {FP32_MAX_DIFF:g}) on {par['rows']} dev rows "
+            f"(labels agree on {100 * par['label_agreement']:.2f}%); nothing was written to {out}. "
+            f"This is a bug: report it with the versions {meta['versions']}")
+    timing_length = par["median_length"]
+    latency = time_bundle(bundle, timing_length)
+    meta |= {"parity": par, "latency_ms": latency,
+             "timing": {"length": timing_length, "threads": args.threads,
+                        "what": "median ms of one model call on random ids, tokenizer excluded"}}
+
+    if args.quantize == "int8":
+        meta = _quantize(tmp, model, rows, meta, student, args.threads)
+    atomic_write_json(tmp / METADATA, meta)
+    atomic_write_text(tmp / "README.md", render_readme(meta))
+    return meta
+
+
+def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads: int) -> dict:
+    """Quantize model.onnx to int8; keep it only if it agrees and is not slower. Updates meta."""
+    fp32, int8 = tmp / "model.onnx", tmp / "model.int8.onnx"
+    t0 = _step(f"quantizing to int8 (dynamic, ONNX Runtime: {', '.join(INT8_OPS.get(student, DEFAULT_INT8_OPS))}) ...")
+    ops = quantize_onnx(fp32, int8, student)
+    os.replace(fp32, tmp / "model.fp32.onnx")
+    os.replace(int8, fp32)  # the bundle reads model.onnx; try the int8 one there
+    bundle = Bundle(tmp, threads=threads)
+    par = parity(bundle, model, rows)
+    timing_length = meta["timing"]["length"]
+    lat = time_bundle(bundle, timing_length)
+    # time fp32 again right after int8, and keep each one's best, so load drift favours neither
+    fp32_bundle = Bundle(tmp, threads=threads, model_file="model.fp32.onnx")
+    lat_fp32 = time_bundle(fp32_bundle, timing_length)
+    lat_fp32 = {k: min(v, meta["latency_ms"][k]) for k, v in lat_fp32.items()}
+    again = time_bundle(bundle, timing_length)
+    lat = {k: min(v, again[k]) for k, v in lat.items()}
+    sizes = {"fp32_bytes": (tmp / "model.fp32.onnx").stat().st_size, "int8_bytes": fp32.stat().st_size}
+    print(f"  int8: {sizes['int8_bytes'] / 1e6:.2f} MB (fp32 {sizes['fp32_bytes'] / 1e6:.2f} MB), "
+          f"labels agree {100 * par['label_agreement']:.2f}%, "
+          + ", ".join(f"batch {k[1:]} {lat[k]:.2f} ms (fp32 {lat_fp32[k]:.2f})" for k in lat)
+          + f" ({time.perf_counter() - t0:.1f}s)")
+    if par["label_agreement"] < INT8_MIN_AGREEMENT:
+        raise DistillError(
+            f"int8 parity check failed: labels agree with the PyTorch student on only "
+            f"{100 * par['label_agreement']:.2f}% of {par['rows']} dev rows (needs "
+            f"{100 * INT8_MIN_AGREEMENT:.0f}%; dev {par['metric']} {pct(par['bundle_metric'])} vs "
+            f"{pct(par['pytorch_metric'])}); export without --quantize for an fp32 bundle")
+    slower = [k for k in lat if lat[k] > lat_fp32[k] * (1 + SLOWER_TOLERANCE)]
+    q = {"requested": "int8", "method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights",
+         "op_types": ops, **sizes, "int8_latency_ms": lat, "fp32_latency_ms": lat_fp32,
+         "int8_parity": par, "fp32_parity": meta["parity"]}
+    if slower:
+        reason = (f"int8 is more than {SLOWER_TOLERANCE:.0%} slower than fp32 on this CPU (" + ", ".join(
+            f"batch {k[1:]}: {lat[k]:.3f} vs {lat_fp32[k]:.3f} ms" for k in slower)
+            + f", {threads} thread(s)); shipping the fp32 model")
+        print(f"  {reason}")
+        os.replace(tmp / "model.fp32.onnx", fp32)
+        meta["quantization"] = {**q, "kept": False, "reason": reason}
+        meta["latency_ms"] = lat_fp32
+        return meta
+    (tmp / "model.fp32.onnx").unlink()
+    meta["quantization"] = {**q, "kept": True, "reason": f"agrees, and is not slower (within "
+                            f"{SLOWER_TOLERANCE:.0%} timing noise) at batch 1 and 32"}
+    meta |= {"precision": "int8", "model_bytes": sizes["int8_bytes"], "parity": par, "latency_ms": lat}
+    return meta
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    """`python -m distill.export`; bad input exits with one line."""
+    return run_command(lambda: run(parse_args(argv)), "nothing was written")
+
+
+if __name__ == "__main__":
+    main()

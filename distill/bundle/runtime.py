@@ -1,0 +1,245 @@
+"""The bundle runtime: load an exported bundle (made by `python -m distill.export`) and classify texts.
+
+    bundle = Bundle("exports/sst2-bilstm", threads=1)
+    bundle.predict(["a gorgeous, witty, seductive movie"])[0].label
+
+A bundle is a folder: the model (model.onnx or model.pte), tokenizer.json, labels.txt and
+metadata.json, which says everything this file needs (input names and shapes, maximum length,
+padding id, labels). ONNX bundles run with onnxruntime, tokenizers and numpy alone: this module
+never imports torch for them. ExecuTorch bundles need the executorch runtime (and torch, which it
+uses for tensors): `pip install 'distill-workbench[executorch]'`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from distill.data.batching import pad
+from distill.errors import DistillError
+
+BUNDLE_VERSION = 1
+METADATA = "metadata.json"
+EXTRAS = {"onnx": "onnx", "executorch": "executorch"}  # format -> extra that installs its runtime
+
+
+def install_hint(extra: str) -> str:
+    return (f"pip install 'distill-workbench[{extra}]' (in a checkout: .venv/bin/pip install -c "
+            f"scripts/constraints.txt -e '.[{extra}]')")
+
+
+def read_metadata(path: str | Path) -> dict:
+    """metadata.json of a bundle folder, checked to be one this version can run."""
+    path = Path(path)
+    meta_path = path / METADATA
+    if not meta_path.is_file():
+        raise DistillError(f"{path} is not an export bundle (no {METADATA}); make one with "
+                           "`python -m distill.export RUN_DIR`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DistillError(f"{meta_path} is not valid JSON ({e}); export the bundle again") from None
+    if meta.get("bundle_version") != BUNDLE_VERSION:
+        raise DistillError(f"{meta_path} has bundle_version {meta.get('bundle_version')!r}; this "
+                           f"version reads {BUNDLE_VERSION}; export the bundle again")
+    return meta
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# ============================================================================ runners
+
+
+class _OnnxRunner:
+    """One onnxruntime session on the CPU."""
+
+    def __init__(self, model_path: Path, threads: int | None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DistillError(f"this ONNX bundle needs onnxruntime: {install_hint('onnx')}") from None
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # errors only
+        self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+
+
+@contextlib.contextmanager
+def _quiet_native():
+    """Keep the ExecuTorch runtime's import and load chatter (Python log lines, and C++ lines such
+    as cpuinfo's written straight to file descriptor 2) off the terminal; replay it on failure."""
+    import logging
+    import tempfile
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("torch", "torchao", "executorch")]
+    levels = [lg.level for lg in loggers]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as buf:
+        os.dup2(buf.fileno(), 2)
+        ok = False
+        try:
+            for lg in loggers:
+                lg.setLevel(logging.ERROR)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+            ok = True
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+            if not ok:
+                buf.seek(0)
+                sys.stderr.write(buf.read().decode(errors="replace"))
+
+
+class _ExecuTorchRunner:
+    """The `forward` method of a .pte program, through the ExecuTorch Python runtime."""
+
+    def __init__(self, model_path: Path, threads: int | None):
+        with _quiet_native():
+            try:
+                import torch  # the ExecuTorch Python runtime takes and returns torch tensors
+                from executorch.runtime import Runtime
+            except ImportError:
+                raise DistillError("this ExecuTorch bundle needs the executorch runtime: "
+                                   f"{install_hint('executorch')}") from None
+            self.torch = torch
+            if threads:
+                from executorch.extension.pybindings import portable_lib
+
+                portable_lib._unsafe_reset_threadpool(threads)  # XNNPACK's thread pool, process-wide
+            program = Runtime.get().load_program(Path(model_path))
+            self.method = program.load_method("forward")
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = self.method.execute([self.torch.from_numpy(ids), self.torch.from_numpy(mask)])
+        return out[0].numpy()
+
+
+# ============================================================================ the bundle
+
+
+@dataclass
+class Prediction:
+    label: str
+    probabilities: dict[str, float]
+    truncated: bool
+
+
+class Bundle:
+    """A loaded bundle: tokenizer, model runner and the shapes the model takes.
+
+    `encode` turns texts into padded int64 arrays, `logits` runs them (in chunks of the bundle's
+    fixed batch size, if it has one), `predict` does both and returns labels."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, model_file: str | None = None):
+        from tokenizers import Tokenizer
+
+        self.path = Path(path)
+        self.meta = read_metadata(self.path)
+        m = self.meta
+        self.labels: list[str] = list(m["labels"])
+        self.max_length: int = int(m["max_length"])
+        self.min_length: int = int(m["min_length"])
+        self.pair: bool = bool(m["pair"])
+        self.fixed_length: bool = not m["length"]["dynamic"]
+        self.batch_size: int | None = None if m["batch"]["dynamic"] else int(m["batch"]["size"])
+        self.pad_id: int = int(m["tokenizer"]["pad_id"])
+        self.unk_id: int = int(m["tokenizer"]["unk_id"])
+        tok_path = self.path / m["tokenizer"]["file"]
+        model_path = self.path / (model_file or m["model_file"])
+        for p in (tok_path, model_path):
+            if not p.is_file():
+                raise DistillError(f"{p} is missing from the bundle; export it again")
+        self.tokenizer = Tokenizer.from_file(str(tok_path))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
+        runner = {"onnx": _OnnxRunner, "executorch": _ExecuTorchRunner}.get(m["format"])
+        if runner is None:
+            raise DistillError(f"{self.path / METADATA}: unknown format {m['format']!r}; export again")
+        self.model_path = model_path
+        self.run = runner(model_path, threads)  # run(ids, mask) -> logits, one call, no chunking
+
+    # ------------------------------------------------------------------ inputs
+
+    def split_pair(self, text: str | tuple | list) -> tuple[str, ...]:
+        """A text as the tuple of sides the model reads: (text,) or (first, second)."""
+        if isinstance(text, (tuple, list)):
+            sides = tuple(text)
+        elif self.pair:
+            sides = tuple(text.split("\t", 1))
+        else:
+            sides = (text,)
+        if len(sides) != (2 if self.pair else 1):
+            if self.pair:
+                raise DistillError("this bundle classifies sentence pairs: give each as "
+                                   "'first<TAB>second'")
+            raise DistillError("this bundle classifies single texts, not pairs")
+        return sides
+
+    def encode(self, texts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Padded (input_ids, attention_mask) of shape (N, T) or (N, 2, T), int64, and a (N,)
+        bool array: True where a text was longer than max_length and got truncated."""
+        rows = [self.split_pair(t) for t in texts]
+        n_sides = 2 if self.pair else 1
+        seqs: list[list[int]] = []  # row-major: row 0 side a, row 0 side b, row 1 side a, ...
+        truncated = np.zeros(len(rows), dtype=bool)
+        sides = [self.tokenizer.encode_batch([r[j] for r in rows], add_special_tokens=False) for j in range(n_sides)]
+        for i, encs in enumerate(zip(*sides)):
+            seqs += [e.ids or [self.unk_id] for e in encs]  # no known token: [unknown]
+            truncated[i] = any(len(e.overflowing) > 0 for e in encs)
+        longest = max((len(s) for s in seqs), default=1)
+        T = self.max_length if self.fixed_length else max(longest, self.min_length)
+        ids, mask = pad(seqs, self.pad_id, T)
+        if self.pair:
+            ids, mask = ids.reshape(len(rows), 2, T), mask.reshape(len(rows), 2, T)
+        return ids, mask, truncated
+
+    # ------------------------------------------------------------------ running
+
+    def logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Logits (N, C) of padded inputs; a fixed-batch model gets chunks padded with empty rows."""
+        if self.batch_size is None or len(ids) == self.batch_size:
+            return self.run(ids, mask)
+        out = []
+        B = self.batch_size
+        for start in range(0, len(ids), B):
+            chunk_ids, chunk_mask = ids[start:start + B], mask[start:start + B]
+            n = len(chunk_ids)
+            if n < B:  # rows with no real token are allowed: every student returns finite logits
+                fill = np.full((B - n, *chunk_ids.shape[1:]), self.pad_id, dtype=np.int64)
+                chunk_ids = np.concatenate([chunk_ids, fill])
+                chunk_mask = np.concatenate([chunk_mask, np.zeros_like(fill)])
+            out.append(self.run(chunk_ids, chunk_mask)[:n])
+        return np.concatenate(out)
+
+    def predict(self, texts: list, batch_size: int = 32) -> list[Prediction]:
+        """Label and class probabilities of each text."""
+        preds = []
+        for start in range(0, len(texts), batch_size):
+            ids, mask, truncated = self.encode(texts[start:start + batch_size])
+            probs = softmax(self.logits(ids, mask).astype(np.float64))
+            for p, t in zip(probs, truncated):
+                preds.append(Prediction(self.labels[int(p.argmax())],
+                                        {name: round(float(v), 6) for name, v in zip(self.labels, p)}, bool(t)))
+        return preds

@@ -1,0 +1,124 @@
+"""Building a student the one way every command builds it: `distill.train`, the search's trials and
+its retrains all go through `build_model`, so the same flags give the same initial weights.
+
+    tok = make_tokenizer(args, ls)
+    model, init = build_model(args, ls, tok)     # architecture, fresh layers, teacher-initialised table
+
+Order matters for reproducibility: the student is built from the flags (--width, --depth,
+--embed-dim, --dropout and --student-config), every layer but the token table is then initialised
+afresh from the seed (so that two vocabularies differ in their tables alone), and the table is
+filled as --embedding-init asks.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+import students
+from distill.data.augment import MASK
+from distill.data.tokenizer import StudentTokenizer, from_teacher, train_word_level
+from distill.data.vocab import Pruned
+from distill.errors import DistillError
+from distill.teacher.labelset import LabelSet
+from distill.training.embeddings import autoencoder_table, pca_table
+
+
+def make_tokenizer(args, ls: LabelSet) -> StudentTokenizer:
+    """The student's tokenizer: the teacher's (from the label set), or a word vocabulary of its training text."""
+    if args.tokenizer == "word":
+        texts = (t.replace(MASK, " ") for part in ls.iter_texts("train") for row in part for t in row)
+        return train_word_level(texts, args.max_length, args.vocab_min_freq, args.vocab_max_size)
+    tok_json = ls.tokenizer_json()
+    if tok_json is None:
+        raise DistillError(f"{ls.path} holds no teacher tokenizer (the teacher's is not a fast "
+                           "tokenizer); use --tokenizer word")
+    return from_teacher(tok_json, args.max_length)
+
+
+def student_overrides(args) -> dict:
+    """The student config fields the flags set besides width and depth."""
+    fields = {k: v for k, v in (("embed_dim", args.embed_dim), ("dropout", args.dropout)) if v is not None}
+    return fields | (json.loads(args.student_config) if args.student_config else {})
+
+
+def build_student_model(args, ls: LabelSet, tok: StudentTokenizer) -> torch.nn.Module:
+    """The student with fresh weights from the seed (its table not yet initialised from the teacher)."""
+    try:
+        with torch.random.fork_rng():  # the table's random draws too depend on the seed alone
+            torch.manual_seed(args.seed)
+            model = students.build_student(
+                args.student, vocab_size=tok.vocab_size, num_labels=ls.task.num_labels, pair=ls.task.pair,
+                pad_id=tok.pad_id, width=args.width, depth=args.depth, **student_overrides(args))
+    except ValueError as e:
+        raise DistillError(f"--student {args.student}: {e}") from None
+    reset_layers_after_embeddings(model, args.seed)
+    return model
+
+
+def build_model(args, ls: LabelSet, tok: StudentTokenizer, pruned: Pruned | None = None) -> tuple[torch.nn.Module, str]:
+    """The student, with its embedding table initialised as asked; returns (model, init used)."""
+    model = build_student_model(args, ls, tok)
+    return model, init_embeddings(model, args, ls, tok, pruned)
+
+
+def init_embeddings(model: torch.nn.Module, args, ls: LabelSet, tok: StudentTokenizer,
+                    pruned: Pruned | None = None) -> str:
+    """Fill the student's token table as --embedding-init asks; returns the init used.
+
+    With a pruned vocabulary the teacher's table is brought down over the whole unpruned
+    vocabulary, then the kept rows are taken: a pruned and an unpruned student start from the
+    same vector for every token they share. `random` keeps the student's own initialisation."""
+    init = args.embedding_init
+    if init == "auto":
+        init = "teacher-svd" if args.tokenizer == "teacher" else "random"
+    if not init.startswith("teacher-"):
+        return init
+    stored = ls.teacher_embeddings()
+    if stored is None:
+        raise DistillError(f"{ls.path} stores no teacher embeddings; use --embedding-init random")
+    table, present = stored
+    emb = model.embedding.weight
+    n = pruned.old_size if pruned else emb.shape[0]  # the teacher tokenizer's vocabulary
+    # Teachers often pad their table past the tokenizer's vocabulary; those rows are never used.
+    if table.shape[0] < n:
+        raise DistillError(f"the teacher's embedding table has {table.shape[0]} rows but the "
+                           f"tokenizer has {n}; use --embedding-init random")
+    if init == "teacher-svd":
+        full = pca_table(table[:n], emb.shape[1], args.seed, present[:n])
+    else:
+        full = autoencoder_table(table[:n], emb.shape[1], args.seed, present[:n], progress=not args.no_progress)
+    with torch.no_grad():
+        emb.copy_(full[torch.as_tensor(pruned.kept)] if pruned else full)
+        emb[tok.pad_id].zero_()
+    return init
+
+
+def reset_layers_after_embeddings(model: torch.nn.Module, seed: int) -> None:
+    """Initialise every layer but the token table afresh from `seed`.
+
+    A student builds its table first, so the random draws of its other layers would otherwise
+    depend on the vocabulary size: a pruned and an unpruned student (or two vocabularies) would
+    differ in more than their tables. After this they start alike everywhere else."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for name, module in model.named_modules():
+            if name != "embedding" and not name.startswith("embedding.") and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
+def teacher_length(ls: LabelSet) -> int:
+    """Median teacher tokens of a dev example (with its special tokens), for timing."""
+    from tokenizers import Tokenizer
+
+    tok_json = ls.tokenizer_json()
+    dev = ls.splits["dev"]
+    if tok_json is None:
+        return int(np.median([sum(len(t.split()) for t in row) for row in dev.texts])) + 3
+    tok = Tokenizer.from_str(tok_json)
+    tok.no_padding()
+    tok.enable_truncation(ls.teacher.get("max_length", 512))
+    inputs = [tuple(row) if len(row) == 2 else row[0] for row in dev.texts]
+    return int(np.median([len(e.ids) for e in tok.encode_batch(inputs)]))
