@@ -109,6 +109,12 @@ class DataFlags:
         "second text column, for sentence-pair data"))
     label_column: str | None = field(default=None, metadata=_help(
         "label column of custom data; its distinct values (sorted) become the label names"))
+    test: str | None = field(default=None, metadata=_help(
+        "a labelled test file, scored once with the kept weights (teacher and student); default: the --data "
+        "folder's test.* when it has labels. Epochs and checkpoints are chosen on dev only"))
+    validation_fraction: float | None = field(default=None, metadata=_help(
+        "when the data has no dev split: hold out this fraction of the training rows (seeded) as dev, "
+        "before any augmentation, so no copy of a dev row is trained on"))
 
     def data_task(self, task: str | None):
         """The Task of --task (default: the --data folder's name for custom data, else sst2) and these flags."""
@@ -117,16 +123,32 @@ class DataFlags:
         cols = tuple(c for c in (self.text_column, self.text_pair_column) if c) or None
         return resolve_task(default_task_name(task, self.data, cols), cols, self.label_column)
 
+    def load_data(self, task: str | None):
+        """(task, splits) these flags name: train, dev (or held out from train) and a labelled test if any."""
+        from distill.data.readers import load_splits
+
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+            raise DistillError(f"--validation-fraction {self.validation_fraction} must be between 0 and 1")
+        return load_splits(self.data_task(task), self.data, self.test, self.validation_fraction)
+
+
+DEFAULT_MAX_TRANSFER_ROWS = 250_000
+
 
 @dataclass
 class AugmentFlags:
     """Flags for the transfer set: Tang et al.'s augmentation and unlabeled in-domain text."""
 
-    augment: str = field(default="none", metadata=_help(
+    augment: str | None = field(default=None, metadata=_help(
         "augment the training texts before the teacher labels them: 'tang' (masking, POS-guided "
-        "replacement, n-gram sampling; Tang et al. 2019) or 'none'"))
-    augment_copies: int = field(default=10, metadata=_help(
-        "distinct augmented copies per training example (duplicates dropped)"))
+        "replacement, n-gram sampling; Tang et al. 2019) or 'none'; default: tang whenever a teacher "
+        "labels (without NLTK's tagger data, masking and n-grams only, with a warning)"))
+    augment_copies: int | None = field(default=None, metadata=_help(
+        "distinct augmented copies per training example (duplicates dropped); default 20 for single texts, "
+        "10 for pairs (Tang et al.), fewer when --max-transfer-rows caps them"))
+    max_transfer_rows: int = field(default=DEFAULT_MAX_TRANSFER_ROWS, metadata=_help(
+        "cap on the rows the teacher labels for training (original + augmented + transfer): the copies per "
+        "example are lowered to fit. The default keeps labelling to about 20 minutes on 2 CPU cores"))
     p_mask: float = field(default=0.1, metadata=_help("augmentation: probability of masking a word"))
     p_pos: float = field(default=0.1, metadata=_help(
         "augmentation: probability of replacing a word by one with the same POS tag"))
@@ -138,14 +160,38 @@ class AugmentFlags:
         ".tsv/.csv/.jsonl/.parquet with the task's text columns"))
 
     def __post_init__(self) -> None:
-        if self.augment not in ("none", "tang"):
-            raise DistillError(f"--augment {self.augment}: choose 'tang' or 'none'")
-        self.augment_config()  # validates the probabilities and copies
-
-    def augment_config(self):
-        """The AugmentConfig these flags ask for, or None."""
         from distill.data.augment import AugmentConfig
 
-        cfg = AugmentConfig(copies=self.augment_copies, p_mask=self.p_mask, p_pos=self.p_pos,
-                            p_ng=self.p_ng, seed=self.augment_seed)
-        return cfg if self.augment == "tang" and cfg.copies > 0 else None
+        if self.augment not in (None, "none", "tang"):
+            raise DistillError(f"--augment {self.augment}: choose 'tang' or 'none'")
+        if self.max_transfer_rows < 1:
+            raise DistillError(f"--max-transfer-rows {self.max_transfer_rows} must be >= 1")
+        AugmentConfig(copies=self.augment_copies or 0, p_mask=self.p_mask, p_pos=self.p_pos, p_ng=self.p_ng,
+                      seed=self.augment_seed)  # validates the probabilities and copies
+
+    def augment_config(self, train_rows: int, pair: bool, transfer_rows: int = 0):
+        """The AugmentConfig these flags ask for, for a training split of `train_rows` rows, or None.
+
+        Copies default to Tang et al.'s 20 (10 for pairs), lowered to fit --max-transfer-rows. The POS
+        rule needs NLTK's tagger: by default it is dropped with a warning where that is missing; asked
+        for with --augment tang, its absence is an error (raised when augmenting)."""
+        from distill.data.augment import AugmentConfig, tagger_problem
+
+        if self.augment == "none":
+            return None
+        copies = self.augment_copies if self.augment_copies is not None else (10 if pair else 20)
+        fit = max(0, (self.max_transfer_rows - train_rows - transfer_rows) // max(1, train_rows))
+        if copies > fit:
+            print(f"augmentation: {copies} copies of each of {train_rows:,} training rows would pass "
+                  f"--max-transfer-rows {self.max_transfer_rows:,}; making {fit} per row (raise "
+                  "--max-transfer-rows for more)")
+            copies = fit
+        if copies == 0:
+            return None
+        p_pos = self.p_pos
+        if p_pos > 0 and self.augment is None:
+            problem = tagger_problem()
+            if problem:
+                print(f"warning: augmenting with masking and n-gram sampling only: {problem}")
+                p_pos = 0.0
+        return AugmentConfig(copies=copies, p_mask=self.p_mask, p_pos=p_pos, p_ng=self.p_ng, seed=self.augment_seed)

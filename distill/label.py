@@ -2,10 +2,12 @@
 
     python -m distill.label --teacher ./my-teacher --task sst2 --data ./glue/SST-2 --output-dir runs/sst2-labels
     python -m distill.label --teacher textattack/bert-base-uncased-SST-2 --task sst2 --output-dir runs/sst2-labels
-    python -m distill.label --teacher ./t --task sst2 --augment tang --augment-copies 20 --output-dir runs/sst2-aug
+    python -m distill.label --teacher ./t --task sst2 --augment none --output-dir runs/sst2-plain    # no copies
     python -m distill.label --teacher ./t --task sst2 --transfer-file unlabeled.txt --output-dir runs/sst2-transfer
 
-A second run with the same teacher, data and settings reuses the label set; a changed input
+The teacher labels the training rows, augmented copies of them (Tang et al.'s rules, on by default:
+20 copies per text, 10 per pair, capped by --max-transfer-rows), dev, and a labelled test split if
+the data has one. A second run with the same teacher, data and settings reuses the label set; a changed input
 relabels it. A killed run resumes from the chunks it had finished.
 """
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from distill.cli import AugmentFlags, DataFlags, _help, build_parser, run_command
-from distill.data.readers import load_splits, read_transfer_file
+from distill.data.readers import read_transfer_file
 from distill.errors import DistillError
 
 
@@ -63,14 +65,15 @@ def label_main(argv: list[str] | None = None):
     args = LabelArgs(**vars(ns))
     if args.threads:
         torch.set_num_threads(args.threads)
-    task, splits = load_splits(args.data_task(args.task), args.data)
+    task, splits = args.load_data(args.task)
     transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
     device = torch.device(args.device) if args.device else load.default_device()
+    augment = args.augment_config(len(splits["train"]), task.pair, len(transfer or ()))
     return labelling.label(
         args.teacher, task, splits, args.output_dir, max_length=args.max_length,
         batch_size=args.batch_size, device=device, trust_remote_code=args.trust_remote_code,
         data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
-        augment=args.augment_config(), transfer=transfer, transfer_source=args.transfer_file or "",
+        augment=augment, transfer=transfer, transfer_source=args.transfer_file or "",
         embedding_rows=args.embedding_rows)
 
 

@@ -167,7 +167,7 @@ class TrainArgs(AugmentFlags, DataFlags):
             (not (self.teacher and self.labels), "give --teacher or --labels, not both"),
             (not (self.data and not self.teacher), "--data needs --teacher: the teacher labels it "
              "(or label it first with `python -m distill.label`, then pass --labels)"),
-            (not ((self.augment != "none" or self.transfer_file) and not self.teacher),
+            (not ((self.augment not in (None, "none") or self.transfer_file) and not self.teacher),
              "--augment and --transfer-file need --teacher: the teacher labels the new texts "
              "(or label with `python -m distill.label --augment tang`, then pass --labels)"),
             (self.device in (None, "cpu", "cuda"), "--device must be cpu or cuda"),

@@ -58,10 +58,9 @@ def tokenize(text: str) -> list[str]:
     return text.split()
 
 
-def pos_tag_corpus(texts: list[list[str]], batch_size: int = 2048, progress: bool = True) -> list[list[str]]:
-    """Universal POS tags for each tokenized text, tagged once, in batches."""
+def load_tagger():
+    """(NLTK's averaged perceptron tagger, map_tag); a DistillError saying how to get what is missing."""
     try:
-        import nltk
         from nltk.tag import PerceptronTagger
         from nltk.tag.mapping import map_tag
 
@@ -75,7 +74,26 @@ def pos_tag_corpus(texts: list[list[str]], batch_size: int = 2048, progress: boo
             "NLTK's tagger data is missing; run: python -m nltk.downloader -d "
             f"{where} averaged_perceptron_tagger_eng universal_tagset "
             "(and set NLTK_DATA to that folder)") from None
-    del nltk
+    return tagger, map_tag
+
+
+def tagger_problem() -> str | None:
+    """Why POS-guided replacement cannot run here (NLTK or its data missing), or None when it can."""
+    try:
+        load_tagger()
+    except DistillError as e:
+        return str(e)
+    return None
+
+
+def rules(config: AugmentConfig) -> list[str]:
+    """The rules a config applies, by name: mask, pos, ngram."""
+    return [name for name, p in (("mask", config.p_mask), ("pos", config.p_pos), ("ngram", config.p_ng)) if p > 0]
+
+
+def pos_tag_corpus(texts: list[list[str]], batch_size: int = 2048, progress: bool = True) -> list[list[str]]:
+    """Universal POS tags for each tokenized text, tagged once, in batches."""
+    tagger, map_tag = load_tagger()
     tags: list[list[str]] = []
     with tqdm(total=len(texts), desc="POS tagging", unit="text", disable=not progress, mininterval=1.0) as bar:
         for i in range(0, len(texts), batch_size):

@@ -30,19 +30,24 @@ _EXTENSIONS = (".tsv", ".csv", ".jsonl", ".json", ".parquet")
 _SPLIT_STEMS = {
     "train": ("train",),
     "dev": ("dev", "validation", "dev_matched", "validation_matched", "val"),
+    "test": ("test", "test_matched"),
 }
 
 
-def find_split_file(data_dir: Path, split: str) -> Path:
-    """The file holding `split` ("train" or "dev") in a local data folder."""
+def find_split_file(data_dir: Path, split: str, required: bool = True) -> Path | None:
+    """The file holding `split` ("train", "dev" or "test") in a local data folder; None if absent and
+    not required. When several candidates exist, the first in _SPLIT_STEMS order is used, and said."""
     if not data_dir.is_dir():
         raise DistillError(f"--data {data_dir}: no such folder; point it at a folder holding "
                            "train and dev files (.tsv, .csv, .jsonl or .parquet)")
-    for stem in _SPLIT_STEMS[split]:
-        for ext in _EXTENSIONS:
-            path = data_dir / f"{stem}{ext}"
-            if path.is_file():
-                return path
+    found = [data_dir / f"{stem}{ext}" for stem in _SPLIT_STEMS[split] for ext in _EXTENSIONS
+             if (data_dir / f"{stem}{ext}").is_file()]
+    if len(found) > 1:
+        print(f"{data_dir}: {split} split from {found[0].name} (also there: {', '.join(p.name for p in found[1:])})")
+    if found:
+        return found[0]
+    if not required:
+        return None
     names = ", ".join(f"{s}.tsv|.csv|.jsonl|.parquet" for s in _SPLIT_STEMS[split][:2])
     raise DistillError(f"--data {data_dir}: no {split} file; expected one of {names}")
 
@@ -188,24 +193,77 @@ def infer_label_names(task: Task, path: Path) -> Task:
     return replace(task, label_names=tuple(values))
 
 
-def load_splits(task: Task, data_dir: str | Path | None = None) -> tuple[Task, dict[str, Split]]:
-    """Load train and dev: from local files when `data_dir` is given, else from the hub."""
+def load_splits(task: Task, data_dir: str | Path | None = None, test_file: str | Path | None = None,
+                validation_fraction: float | None = None, seed: int = 0) -> tuple[Task, dict[str, Split]]:
+    """Load train, dev and (when there is a labelled one) test: from local files when `data_dir` is
+    given, else from the hub.
+
+    Test is `test_file`, or the folder's test.* when it has labels (GLUE's test files have none). With
+    no dev split, `validation_fraction` of train is held out as dev (seeded); without it that is an error."""
     if data_dir is not None:
         data_dir = Path(data_dir)
         train_path = find_split_file(data_dir, "train")
-        dev_path = find_split_file(data_dir, "dev")
+        dev_path = find_split_file(data_dir, "dev", required=validation_fraction is None)
         inferred = not task.label_names
         if inferred:
             task = infer_label_names(task, train_path)
-        splits = {"train": read_split(task, train_path),
-                  "dev": read_split(task, dev_path, labels_from=train_path if inferred else None)}
-        for name, split in splits.items():
-            if (split.labels < 0).all():
-                raise DistillError(f"{split.source}: no row has a label; the {name} split needs them")
-        return task, splits
-    if task.name not in GLUE_TASKS:
-        raise DistillError(f"task '{task.name}' is not a GLUE task; pass --data DIR with its files")
-    return task, _load_glue_from_hub(task)
+        labels_from = train_path if inferred else None
+        splits = {"train": read_split(task, train_path)}
+        if dev_path is not None:
+            splits["dev"] = read_split(task, dev_path, labels_from=labels_from)
+        test_path = Path(test_file) if test_file else find_split_file(data_dir, "test", required=False)
+        if test_path is not None:
+            test = _read_test(task, test_path, labels_from, required=bool(test_file))
+            if test is not None:
+                splits["test"] = test
+    else:
+        if task.name not in GLUE_TASKS:
+            raise DistillError(f"task '{task.name}' is not a GLUE task; pass --data DIR with its files")
+        splits = _load_glue_from_hub(task)
+        if test_file:
+            splits["test"] = _read_test(task, Path(test_file), None, required=True)
+    if "dev" not in splits:
+        splits["train"], splits["dev"] = hold_out(splits["train"], validation_fraction, seed)
+    for name in ("train", "dev"):
+        if (splits[name].labels < 0).all():
+            raise DistillError(f"{splits[name].source}: no row has a label; the {name} split needs them")
+    return task, splits
+
+
+def _read_test(task: Task, path: Path, labels_from: Path | None, required: bool) -> Split | None:
+    """A labelled test split, or None for a test file without labels (unless --test named it)."""
+    if not path.is_file():
+        raise DistillError(f"--test {path}: no such file")
+    header, _ = _read_rows(path, _HEADERLESS.get(task.name))
+    has_label = task.label_column in header or any(a in header for a in task.local_aliases.get(task.label_column, ()))
+    if not has_label and not required:
+        return None  # e.g. GLUE's test.tsv: texts only, nothing to score
+    split = read_split(task, path, labels_from=labels_from)
+    if (split.labels < 0).all():
+        if required:
+            raise DistillError(f"--test {path}: no row has a label; a test split is scored against its labels")
+        return None
+    return split
+
+
+def hold_out(train: Split, fraction: float | None, seed: int) -> tuple[Split, Split]:
+    """(train, dev): a seeded random `fraction` of the training rows held out as dev."""
+    if fraction is None:
+        raise DistillError(f"{train.source}: there is no dev split; add a dev file, or hold out part of train "
+                           "with --validation-fraction 0.1")
+    n = len(train)
+    k = round(fraction * n)
+    if not 1 <= k < n - 1:
+        raise DistillError(f"--validation-fraction {fraction} of {n} training rows leaves {k} dev rows; "
+                           "choose a fraction that keeps at least one row in each")
+    idx = np.random.default_rng([seed, 11]).permutation(n)
+    dev_idx, train_idx = np.sort(idx[:k]), np.sort(idx[k:])
+    print(f"no dev split: holding out {k:,} of {n:,} training rows as dev (--validation-fraction {fraction:g}, "
+          f"seed {seed})")
+
+    def take(rows: np.ndarray, what: str) -> Split:
+        return Split([train.texts[i] for i in rows], train.labels[rows], f"{train.source} ({what})")
+    return take(train_idx, "train part"), take(dev_idx, f"held-out {fraction:g}")
 
 
 def _load_glue_from_hub(task: Task) -> dict[str, Split]:

@@ -36,7 +36,7 @@ import torch
 from distill.cli import DataFlags, _help, build_parser, run_command
 from distill.data.batching import Encoded, encode_sequences, length_bucketed_batches
 from distill.data.metrics import compute_metric
-from distill.data.readers import check_classes, content_hash, load_splits
+from distill.data.readers import check_classes, content_hash
 from distill.data.tasks import GLUE_TASKS, Split, Task
 from distill.errors import DistillError
 from distill.io import atomic_write_json, atomic_write_text
@@ -279,7 +279,7 @@ def run(args: FinetuneArgs) -> dict:
         raise DistillError(f"--max-length {args.max_length} is above what {args.model} takes ({limit} tokens: "
                            f"{limit_source}); use --max-length {limit} or less")
 
-    task, splits = load_splits(task, args.data)
+    task, splits = args.load_data(args.task)
     data_hash = content_hash(splits)
     check_classes(task, splits)
     model_name = Path(args.model.rstrip("/")).name

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from distill.data.augment import MASK, AugmentConfig, augment_split
+from distill.data.augment import MASK, AugmentConfig, augment_split, rules
 from distill.data.readers import content_hash
 from distill.data.tasks import Split, Task
 from distill.errors import DistillError
 from distill.outputs import check_output, staged
-from distill.teacher.labelset import DEFAULT_LABELS, FORMAT_VERSION, SPLITS, LabelSet, write_label_set
+from distill.teacher.labelset import DEFAULT_LABELS, FORMAT_VERSION, LabelSet, write_label_set
 from distill.teacher.load import count_hf_parameters, default_device, fingerprint, load_teacher
 
 CHUNK_ROWS = 2048  # rows per resumable unit of work
@@ -114,16 +114,19 @@ def label(
 
     # The transfer set: originals, then augmented copies, then transfer texts (gold label -1).
     train = splits["train"]
-    rows = {"train": len(train), "augmented": 0, "transfer": 0, "dev": len(splits["dev"])}
-    extra_texts, aug_rate = [], None
+    rows = {"train": len(train), "augmented": 0, "transfer": 0} | {k: len(v) for k, v in splits.items() if k != "train"}
+    extra_texts, aug_rate, sources = [], None, [np.arange(len(train))]
     if augment is not None:
-        aug_texts, _, aug_rate = augment_split(train.texts, augment, progress)
+        aug_texts, aug_source, aug_rate = augment_split(train.texts, augment, progress)
         extra_texts += aug_texts
+        sources.append(np.asarray(aug_source, dtype=np.int64))
         rows["augmented"] = len(aug_texts)
     if transfer:
         extra_texts += list(transfer)
+        sources.append(np.full(len(transfer), -1, dtype=np.int64))
         rows["transfer"] = len(transfer)
     origin = {"train": ["train"] * len(train) + ["augmented"] * rows["augmented"] + ["transfer"] * rows["transfer"]}
+    source = {"train": np.concatenate(sources)}
     if extra_texts:
         splits = dict(splits)
         splits["train"] = Split(train.texts + extra_texts,
@@ -134,12 +137,14 @@ def label(
     work = output_dir.parent / f".{output_dir.name}.partial-{key[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    total = sum(len(splits[s]) for s in SPLITS)
+    total = sum(len(s) for s in splits.values())
+    print(f"the teacher labels {total:,} rows (" + ", ".join(f"{n:,} {k}" for k, n in rows.items() if n)
+          + f") on {device}", flush=True)
     logits: dict[str, np.ndarray] = {}
+    estimated = False
     with tqdm(total=total, desc="teacher labelling", unit="row", disable=not progress,
               mininterval=1.0) as bar:
-        for name in SPLITS:
-            split = splits[name]
+        for name, split in splits.items():
             parts = []
             for c, start in enumerate(range(0, len(split), CHUNK_ROWS)):
                 chunk_path = work / f"{name}-{c:05d}.npy"
@@ -147,19 +152,29 @@ def label(
                 if chunk_path.is_file():
                     part = np.load(chunk_path)
                 else:
+                    t_chunk = time.perf_counter()
                     part = predict_logits(model, tokenizer, chunk_texts, max_length, batch_size, device)
                     tmp = chunk_path.with_suffix(".tmp.npy")
                     np.save(tmp, part)
                     os.replace(tmp, chunk_path)
+                    if not estimated and total > 2 * CHUNK_ROWS:
+                        rate = len(chunk_texts) / max(time.perf_counter() - t_chunk, 1e-9)
+                        left = total - bar.n - len(chunk_texts)
+                        bar.write(f"labelling: {rate:,.0f} rows/s on the first chunk; about "
+                                  f"{left / rate / 60:,.1f} min for the remaining {left:,} rows")
+                        estimated = True
                 parts.append(part)
                 bar.update(len(chunk_texts))
             logits[name] = np.concatenate(parts)
     seconds = time.perf_counter() - t0
 
-    dev = splits["dev"]
-    has_gold = dev.labels >= 0
-    dev_metric = (compute_metric(task.metric, logits["dev"][has_gold].argmax(1), dev.labels[has_gold])
-                  if has_gold.any() else None)
+    def metric_of(name: str) -> float | None:
+        if name not in splits or not (splits[name].labels >= 0).any():
+            return None
+        has = splits[name].labels >= 0
+        return compute_metric(task.metric, logits[name][has].argmax(1), splits[name].labels[has])
+
+    dev_metric, test_metric = metric_of("dev"), metric_of("test")
     params, params_wo = count_hf_parameters(model)
     tok_json = tokenizer.backend_tokenizer.to_str() if getattr(tokenizer, "is_fast", False) else None
     manifest = {
@@ -172,13 +187,15 @@ def label(
             "fingerprint": teacher_fp,
             "config": model.config.to_dict(),
             "dev_metric": dev_metric,
+            "test_metric": test_metric,
             "params": params,
             "params_without_embeddings": params_wo,
             "max_length": max_length,
         },
         "data": {"source": data_source, "hash": data_hash, "rows": rows,
                  "transfer_source": transfer_source or None, "transfer_hash": transfer_hash},
-        "augment": ({**asdict(augment), "rows_per_s": round(aug_rate, 1)} if augment else None),
+        "augment": ({**asdict(augment), "rules": rules(augment), "rows_per_s": round(aug_rate, 1)}
+                    if augment else None),
         "settings": {"max_length": max_length, "batch_size": batch_size, "device": str(device),
                      "embedding_rows": embedding_rows},
         "labelling_seconds": round(seconds, 1),
@@ -187,15 +204,15 @@ def label(
     }
     used = None
     if embedding_rows == "used":
-        used = used_token_ids(tokenizer, [t for name in SPLITS for t in splits[name].texts], max_length)
+        used = used_token_ids(tokenizer, [t for split in splits.values() for t in split.texts], max_length)
     with staged(output_dir, "label-set") as tmp_dir:
-        write_label_set(tmp_dir, manifest, splits, logits, tok_json,
-                        model.get_input_embeddings().weight, origin=origin, embedding_rows=used)
+        write_label_set(tmp_dir, manifest, splits, logits, tok_json, model.get_input_embeddings().weight,
+                        origin=origin, embedding_rows=used, source=source)
     shutil.rmtree(work, ignore_errors=True)
     metric_txt = f"{dev_metric:.4f}" if dev_metric is not None else "n/a"
-    print(f"labelled {total} rows ({rows['train']} train, {rows['augmented']} augmented, "
-          f"{rows['transfer']} transfer, {rows['dev']} dev) in {seconds:.0f}s; "
-          f"teacher dev {task.metric} {metric_txt}; label set in {output_dir}")
+    test_txt = f", test {test_metric:.4f}" if test_metric is not None else ""
+    print(f"labelled {total:,} rows in {seconds:.0f}s ({total / max(seconds, 1e-9):,.0f} rows/s); teacher dev "
+          f"{task.metric} {metric_txt}{test_txt}; label set in {output_dir}")
     return LabelSet.load(output_dir)
 
 
@@ -208,17 +225,18 @@ def label_set_for(args, device: torch.device) -> LabelSet:
     """The label set a training command trains on: --labels, or the teacher's (labelled now, or found in
     the cache by its key), or the shipped SST-2 one. `args` has the fields of DataFlags and AugmentFlags
     plus labels, teacher, task, teacher_max_length, label_batch_size, trust_remote_code, no_progress."""
-    from distill.data.readers import load_splits, read_transfer_file
+    from distill.data.readers import read_transfer_file
 
     if args.labels:
         ls = LabelSet.load(args.labels)
     elif args.teacher:
-        task, splits = load_splits(args.data_task(args.task), args.data)
+        task, splits = args.load_data(args.task)
         transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
+        augment = args.augment_config(len(splits["train"]), task.pair, len(transfer or ()))
         ls = label(args.teacher, task, splits, None, max_length=args.teacher_max_length,
                    batch_size=args.label_batch_size, device=device, trust_remote_code=args.trust_remote_code,
                    data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
-                   augment=args.augment_config(), transfer=transfer, transfer_source=args.transfer_file or "")
+                   augment=augment, transfer=transfer, transfer_source=args.transfer_file or "")
     else:
         if not (DEFAULT_LABELS / "manifest.json").is_file():
             raise DistillError(f"the shipped label set is missing from {DEFAULT_LABELS}; reinstall "

@@ -2,9 +2,11 @@
 
 Layout of a label set folder (written by `distill.teacher.label`, read by `LabelSet.load`):
 
-    manifest.json                   task, teacher (id, config, fingerprint, dev metric), data hash,
-                                    settings, row counts, cache key
-    train.parquet, dev.parquet      text_a [, text_b], label (int64, -1 = none), logits (float32 x C)
+    manifest.json                   task, teacher (id, config, fingerprint, dev and test metric), data
+                                    hash, settings, augmentation rules used, row counts, cache key
+    train.parquet, dev.parquet      text_a [, text_b], label (int64, -1 = none), logits (float32 x C);
+    [test.parquet]                  train also origin (train/augmented/transfer) and source (the index
+                                    of the original training row a copy was made from; -1 for transfer)
     tokenizer.json                  the teacher's tokenizer (students use it by default)
     teacher_embeddings.safetensors  the teacher's word-embedding table (all rows, or the rows of
                                     tokens the texts use), int8 per row + scale, to initialise
@@ -25,7 +27,8 @@ from distill.errors import DistillError
 from distill.io import atomic_path, atomic_write_json, atomic_write_text, save_tensors
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "dev")
+SPLITS = ("train", "dev")  # in every label set
+OPTIONAL_SPLITS = ("test",)  # when the data has a labelled test split
 # the label set shipped in the package: `distill.train` trains on it when given no teacher or labels
 DEFAULT_LABELS = Path(__file__).resolve().parents[1] / "assets" / "sst2-minilm"
 
@@ -48,6 +51,7 @@ class LabelSet:
     labels: dict[str, np.ndarray]  # split -> (N,) int64, -1 = no gold label
     logits: dict[str, np.ndarray]  # split -> (N, C) float32
     origin: dict[str, np.ndarray]  # split -> (N,) int8 index into ORIGINS
+    source: dict[str, np.ndarray]  # split -> (N,) int64 original row each row was made from (-1: transfer text)
 
     @property
     def teacher(self) -> dict:
@@ -56,6 +60,11 @@ class LabelSet:
     @property
     def key(self) -> str:
         return self.manifest["key"]
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        """The splits this label set holds: train, dev and, when the data had a labelled one, test."""
+        return tuple(self.labels)
 
     def num_rows(self, split: str) -> int:
         return len(self.labels[split])
@@ -71,7 +80,7 @@ class LabelSet:
     @cached_property
     def splits(self) -> dict[str, Split]:
         return {name: Split([t for part in self.iter_texts(name) for t in part], self.labels[name],
-                            str(self.path / f"{name}.parquet")) for name in SPLITS}
+                            str(self.path / f"{name}.parquet")) for name in self.split_names}
 
     def encode(self, split: str, tok):
         """The split tokenized by a student tokenizer (an Encoded, teacher logits included), streamed from disk."""
@@ -113,16 +122,21 @@ class LabelSet:
         if not mpath.is_file():
             raise DistillError(f"{path}: not a label set (no manifest.json); make one with "
                                "`python -m distill.label --teacher T --task TASK --output-dir DIR`")
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+            task = Task.from_dict(manifest["task"])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise DistillError(f"{mpath} is damaged ({type(e).__name__}: {e}); relabel with "
+                               "`python -m distill.label`") from None
         if manifest.get("format_version") != FORMAT_VERSION:
             raise DistillError(f"{path}: label set format {manifest.get('format_version')} is not "
                                f"{FORMAT_VERSION}; relabel it with `python -m distill.label`")
-        task = Task.from_dict(manifest["task"])
-        tables, labels, logits, origin = {}, {}, {}, {}
-        for name in SPLITS:
-            tables[name], labels[name], logits[name], origin[name] = _read_split(
-                path / f"{name}.parquet", task)
-        return cls(path, manifest, task, tables, labels, logits, origin)
+        parts = {}
+        for name in SPLITS + OPTIONAL_SPLITS:
+            if name in SPLITS or (path / f"{name}.parquet").is_file():
+                parts[name] = _read_split(path / f"{name}.parquet", task)
+        tables, labels, logits, origin, source = ({k: v[i] for k, v in parts.items()} for i in range(5))
+        return cls(path, manifest, task, tables, labels, logits, origin, source)
 
 
 def _read_split(path: Path, task: Task):
@@ -130,20 +144,30 @@ def _read_split(path: Path, task: Task):
 
     if not path.is_file():
         raise DistillError(f"{path}: missing from the label set; relabel with `python -m distill.label`")
-    table = pq.read_table(path)
-    labels = table.column("label").to_numpy().astype(np.int64)
-    flat = table.column("logits").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    logits = flat.astype(np.float32).reshape(len(labels), task.num_labels)
+    try:
+        table = pq.read_table(path)
+        labels = table.column("label").to_numpy().astype(np.int64)
+        flat = table.column("logits").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        logits = flat.astype(np.float32).reshape(len(labels), task.num_labels)
+    except Exception as e:  # truncated or foreign parquet: pyarrow raises many kinds  # noqa: BLE001
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise DistillError(f"{path} cannot be read ({type(e).__name__}: {first}); the label set is damaged: "
+                           "relabel with `python -m distill.label`") from None
     if "origin" in table.column_names:
         names = table.column("origin").to_pylist()
         origin = np.asarray([ORIGINS.index(n) for n in names], dtype=np.int8)
     else:
         origin = np.zeros(len(labels), dtype=np.int8)
+    if "source" in table.column_names:
+        source = table.column("source").to_numpy().astype(np.int64)
+    else:  # label sets written before sources were kept: originals are their own source, others unknown
+        source = np.where(origin == 0, np.arange(len(labels)), -1)
     text_cols = [c for c in table.column_names if c.startswith("text_")]
-    return table.select(text_cols), labels, logits, origin
+    return table.select(text_cols), labels, logits, origin, source
 
 
-def write_split(path: Path, split: Split, logits: np.ndarray, origin: list[str] | None = None) -> None:
+def write_split(path: Path, split: Split, logits: np.ndarray, origin: list[str] | None = None,
+                source: np.ndarray | None = None) -> None:
     """One split as zstd-compressed Parquet, atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -154,6 +178,8 @@ def write_split(path: Path, split: Split, logits: np.ndarray, origin: list[str] 
     columns["label"] = pa.array(split.labels, pa.int64())
     if origin is not None:
         columns["origin"] = pa.array(origin, pa.string()).dictionary_encode()
+    if source is not None:
+        columns["source"] = pa.array(np.asarray(source, dtype=np.int64), pa.int64())
     columns["logits"] = pa.FixedSizeListArray.from_arrays(
         pa.array(logits.astype(np.float32).reshape(-1), pa.float32()), c)
     with atomic_path(path) as tmp:
@@ -163,14 +189,15 @@ def write_split(path: Path, split: Split, logits: np.ndarray, origin: list[str] 
 def write_label_set(
     directory: Path, manifest: dict, splits: dict[str, Split], logits: dict[str, np.ndarray],
     tokenizer_json: str | None, embeddings=None, origin: dict[str, list[str]] | None = None,
-    embedding_rows=None,
+    embedding_rows=None, source: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Write every file of a label set into `directory` (a fresh temporary folder).
 
     `embedding_rows`: store only these rows of the teacher's embedding table (None: all)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name in SPLITS:
-        write_split(directory / f"{name}.parquet", splits[name], logits[name], (origin or {}).get(name))
+    for name in splits:
+        write_split(directory / f"{name}.parquet", splits[name], logits[name], (origin or {}).get(name),
+                    (source or {}).get(name))
     if tokenizer_json is not None:
         atomic_write_text(directory / "tokenizer.json", tokenizer_json)
     if embeddings is not None:
