@@ -222,6 +222,22 @@ def training_rows(args: TrainArgs, ls: LabelSet, tok) -> tuple:
     return train, counts
 
 
+def test_scores(model: torch.nn.Module, ls: LabelSet, tok) -> dict:
+    """The kept student's and the teacher's metric on the label set's test split (its gold-labelled rows)."""
+    test = ls.encode("test", tok)
+    has = test.labels >= 0
+    student = compute_metric(ls.task.metric, predict(model, test)[has].argmax(1), test.labels[has])
+    teacher = compute_metric(ls.task.metric, test.teacher_logits[has].argmax(1), test.labels[has])
+    return {"rows": int(has.sum()), "student_metric": student, "teacher_metric": teacher,
+            "student_minus_teacher": student - teacher}
+
+
+def test_line(test: dict, metric: str) -> str:
+    return (f"\n**Test** ({test['rows']:,} labelled rows, scored once with the weights chosen on dev): student "
+            f"{metric} {100 * test['student_metric']:.2f}, teacher {100 * test['teacher_metric']:.2f} "
+            f"(student - teacher {100 * test['student_minus_teacher']:+.2f} points).\n")
+
+
 def run(args: TrainArgs) -> dict:
     """The whole pipeline; returns the report."""
     if args.threads:
@@ -285,6 +301,9 @@ def run(args: TrainArgs) -> dict:
                "resumed": resume},
     )
     md = render_markdown(report)
+    if "test" in ls.split_names:  # scored once, with the weights chosen on dev
+        report["test"] = test_scores(model, ls, tok)
+        md += test_line(report["test"], ls.task.metric)
     write_run_files(out, report=report, markdown=md)
     finish_run(out)
     print()

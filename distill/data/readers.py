@@ -49,7 +49,8 @@ def find_split_file(data_dir: Path, split: str, required: bool = True) -> Path |
     if not required:
         return None
     names = ", ".join(f"{s}.tsv|.csv|.jsonl|.parquet" for s in _SPLIT_STEMS[split][:2])
-    raise DistillError(f"--data {data_dir}: no {split} file; expected one of {names}")
+    hint = "; or hold out part of train as dev with --validation-fraction 0.1" if split == "dev" else ""
+    raise DistillError(f"--data {data_dir}: no {split} file; expected one of {names}{hint}")
 
 
 def _unquote(field: str) -> str:
