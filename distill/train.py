@@ -130,7 +130,11 @@ class TrainArgs(AugmentFlags, DataFlags):
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
     warmup_ratio: float = field(default=0.05, metadata=_help("share of steps warming up the lr"))
     grad_clip: float = field(default=1.0, metadata=_help("gradient norm clip (0 = off)"))
-    patience: int = field(default=2, metadata=_help("stop after this many epochs without a better dev metric"))
+    patience: int = field(default=2, metadata=_help(
+        "stop after this many dev evaluations without a better dev metric"))
+    eval_every: int | None = field(default=None, metadata=_help(
+        "optimiser steps between dev evaluations (and one at each epoch's end); default: once an epoch. "
+        "Give comparisons the same schedule"))
     max_steps: int | None = field(default=None, metadata=_help("stop after this many steps"))
     seed: int = field(default=0, metadata=_help("random seed"))
     teacher_max_length: int = field(default=128, metadata=_help("teacher tokens per text when labelling"))
@@ -163,6 +167,7 @@ class TrainArgs(AugmentFlags, DataFlags):
             (self.lr > 0, f"--lr {self.lr} must be > 0"),
             (self.max_length >= 1, f"--max-length {self.max_length} must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
+            (self.eval_every is None or self.eval_every >= 1, f"--eval-every {self.eval_every} must be >= 1"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other"),
             (not (self.teacher and self.labels), "give --teacher or --labels, not both"),
             (not (self.data and not self.teacher), "--data needs --teacher: the teacher labels it "
@@ -191,7 +196,7 @@ class TrainArgs(AugmentFlags, DataFlags):
             weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
             grad_clip=self.grad_clip, loss=self.loss, alpha=self.alpha,
             temperature=self.temperature, patience=self.patience, seed=self.seed,
-            max_steps=self.max_steps, checkpoint_every_s=self.checkpoint_every_s,
+            max_steps=self.max_steps, eval_every=self.eval_every, checkpoint_every_s=self.checkpoint_every_s,
             device=device, progress=not self.no_progress,
         )
 

@@ -37,6 +37,7 @@ class FitConfig:
     patience: int = 2
     seed: int = 0
     max_steps: int | None = None
+    eval_every: int | None = None  # steps between dev evaluations; None: once an epoch
     eval_batch_size: int = 256
     checkpoint_every_s: float = 60.0
     device: str = "cpu"
@@ -89,6 +90,7 @@ def fit(model: torch.nn.Module, train: Encoded, dev: Encoded, cfg: FitConfig, me
 
     loop = LoopConfig(total_steps=total, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                       warmup_ratio=cfg.warmup_ratio, grad_clip=cfg.grad_clip, seed=cfg.seed, evals_per_epoch=1,
+                      eval_every=cfg.eval_every,
                       patience=cfg.patience, checkpoint_every_s=cfg.checkpoint_every_s, progress=cfg.progress,
                       metric_name=metric)
     r = train_loop(model, train.lengths, step, lambda: dev_metric(model, dev, metric, cfg.eval_batch_size, device),

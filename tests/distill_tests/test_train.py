@@ -194,3 +194,11 @@ def test_encoded_select_keeps_rows(sst_dir):
     sub = data["train"].select(np.array([5, 0, 7]))
     assert [sub.ids(i) for i in range(3)] == [data["train"].ids(i) for i in (5, 0, 7)]
     assert (sub.labels == data["train"].labels[[5, 0, 7]]).all()
+
+
+def test_eval_every_sets_the_evaluation_schedule(sst_dir):
+    tok, data = _tiny_problem(sst_dir)  # 240 rows: 15 batches of 16 an epoch
+    result = fit(_student(tok), data["train"], data["dev"],
+                 FitConfig(epochs=2, batch_size=16, eval_every=6, patience=99, progress=False), "accuracy")
+    assert [h["step"] for h in result.history] == [6, 12, 15, 21, 27, 30]
+    assert result.best_epoch in [h["epoch"] for h in result.history]
