@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +27,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchlib import publish
+from benchlib import publish, run_jobs
 
 from distill.data.tokenizer import encode
-from distill.io import atomic_write_json
 from distill.teacher.labelset import (
     DEFAULT_LABELS,
     LabelSet,
@@ -61,42 +58,14 @@ def train_all(out: Path, students: tuple[str, ...], modes: dict[str, list[str]] 
 
     Each run is `python -m distill.train` in a subprocess (log in <run>.log). With jobs > 1, that
     many run at once with one thread each: more runs per hour on 2 cores, slower runs."""
-    todo, running, results = [], [], {}
+    jobs_list = []
     for mode, extra in modes.items():  # mode-major: the first mode's runs of every student come first
         for student in students:
             run_dir = out / f"{student}-{mode}"
-            if (run_dir / "report.json").is_file():
-                print(f"== {student} {mode}: already trained, reusing {run_dir}")
-                continue
-            argv = ["--student", student, "--output-dir", str(run_dir), "--latency-repeats", "3",
-                    "--no-progress", "--overwrite", *extra]
-            if jobs > 1:
-                argv += ["--threads", "1"]
-            todo.append((run_dir, argv))
-    out.mkdir(parents=True, exist_ok=True)
-    while todo or running:
-        while todo and len(running) < jobs:
-            run_dir, argv = todo.pop(0)
-            print(f"== python -m distill.train {' '.join(argv)}", flush=True)
-            log = open(f"{run_dir}.log", "w")
-            proc = subprocess.Popen([sys.executable, "-m", "distill.train", *argv], cwd=ROOT,
-                                    stdout=log, stderr=subprocess.STDOUT)
-            running.append((proc, run_dir, time.perf_counter(), log))
-        time.sleep(2)
-        for item in list(running):
-            proc, run_dir, t0, log = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            log.close()
-            if proc.returncode != 0:
-                sys.exit(f"error: training {run_dir} failed; see {run_dir}.log")
-            report = json.loads((run_dir / "report.json").read_text())
-            report["bench_wall_seconds"] = round(time.perf_counter() - t0, 1)
-            report["bench_parallel_jobs"] = jobs
-            atomic_write_json(run_dir / "report.json", report)
-            print(f"   {run_dir.name}: dev {report['student']['dev_metric']:.4f} "
-                  f"in {report['bench_wall_seconds']:.0f} s", flush=True)
+            jobs_list.append((run_dir, ["--student", student, "--output-dir", str(run_dir), "--latency-repeats", "3",
+                                        "--no-progress", "--overwrite", *extra]))
+    run_jobs(jobs_list, jobs)
+    results = {}
     for student in students:
         for mode in modes:
             run_dir = out / f"{student}-{mode}"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from distill.io import atomic_write_json, atomic_write_text
@@ -30,3 +34,40 @@ def publish(name: str, data: dict, md: str, readme: bool = True) -> None:
     if readme and update_readme(md, name):
         print(f"table written into README.md ({name})")
     print(md)
+
+
+def run_jobs(jobs: list[tuple[Path, list[str]]], parallel: int = 1, module: str = "distill.train",
+             done: str = "report.json") -> None:
+    """`python -m MODULE ARGV` for each (run_dir, argv) whose run_dir has no `done` file yet, `parallel` at
+    a time (one thread each when parallel > 1), each logged to <run_dir>.log; a finished run is reused,
+    a killed one resumes (pass --resume in argv). Exits with the log's name if a run fails."""
+    todo = [(d, a) for d, a in jobs if not (d / done).is_file()]
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run", flush=True)
+    running = []
+    while todo or running:
+        while todo and len(running) < parallel:
+            run_dir, argv = todo.pop(0)
+            argv = argv + (["--threads", "1"] if parallel > 1 else [])
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            print(f"== python -m {module} {' '.join(argv)}", flush=True)
+            log = open(f"{run_dir}.log", "a")  # noqa: SIM115 (closed when the run ends)
+            proc = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=ROOT, stdout=log,
+                                    stderr=subprocess.STDOUT)
+            running.append((proc, run_dir, time.perf_counter(), log))
+        time.sleep(2)
+        for item in list(running):
+            proc, run_dir, t0, log = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            log.close()
+            if proc.returncode != 0:
+                sys.exit(f"error: {run_dir} failed; see {run_dir}.log")
+            if done != "report.json":
+                continue
+            report = json.loads((run_dir / "report.json").read_text())
+            report["bench_wall_seconds"] = round(time.perf_counter() - t0, 1)
+            report["bench_parallel_jobs"] = parallel
+            atomic_write_json(run_dir / "report.json", report)
+            dev, wall = report["student"]["dev_metric"], report["bench_wall_seconds"]
+            print(f"   {run_dir.name}: dev {dev:.4f} in {wall:.0f} s", flush=True)
