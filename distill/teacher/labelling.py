@@ -112,15 +112,14 @@ def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, m
         transfer_hash = content_hash({"transfer": Split(transfer, np.full(len(transfer), -1))})
     key = compute_key(teacher_fp, data_hash, task, max_length, augment, transfer_hash, embedding_rows)
     output_dir = Path(output_dir) if output_dir is not None else cache_dir() / "labels" / f"{task.name}-{key[:16]}"
-    if not locked:  # the cache's folder for this key
+    if not locked and _finished(output_dir, key):  # the cache's finished label set: read, no lock needed
+        print(f"reusing label set {output_dir} (same teacher, data and settings)")
+        return LabelSet.load(output_dir)
+    if not locked:  # the cache's folder for this key, labelled now: one process at a time
         check_output(output_dir, "label-set")
         held.enter_context(hold_lock(output_dir, flag="label cache"))
     if check_output(output_dir, "label-set") == "ours":
-        try:
-            old = json.loads((output_dir / "manifest.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            old = {}
-        if old.get("key") == key:
+        if _finished(output_dir, key):
             print(f"reusing label set {output_dir} (same teacher, data and settings)")
             return LabelSet.load(output_dir)
         print(f"{output_dir} holds a label set for other inputs; relabelling")
@@ -227,6 +226,16 @@ def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, m
     print(f"labelled {total:,} rows in {seconds:.0f}s ({total / max(seconds, 1e-9):,.0f} rows/s); teacher dev "
           f"{task.metric} {metric_txt}{test_txt}; label set in {output_dir}")
     return LabelSet.load(output_dir)
+
+
+def _finished(output_dir: Path, key: str) -> bool:
+    """Whether `output_dir` is a finished label set (its manifest, written last) with this key."""
+    if check_output(output_dir, "label-set") != "ours":
+        return False
+    try:
+        return json.loads((output_dir / "manifest.json").read_text()).get("key") == key
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def cache_dir() -> Path:

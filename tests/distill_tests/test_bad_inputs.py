@@ -545,6 +545,16 @@ def test_the_label_cache_is_locked_and_keyed_by_content(tiny_teacher, sst_dir, c
     b = label_into(str(tiny_teacher), task, fewer, None, progress=False)
     assert b.path != a.path and b.key != a.key  # other content, other folder
     assert label_into(str(tiny_teacher), task, splits, None, progress=False).path == a.path  # reused
+    with hold_lock(a.path):  # a finished label set is read without the lock (search workers share it)
+        assert label_into(str(tiny_teacher), task, splits, None, progress=False).path == a.path
+    other = dict(splits, train=type(splits["train"])(splits["train"].texts[:-2], splits["train"].labels[:-2],
+                                                     splits["train"].source))
+    from distill.errors import DistillError
+
+    first = label_into(str(tiny_teacher), task, other, None, progress=False)
+    shutil.rmtree(first.path)
+    with hold_lock(first.path), pytest.raises(DistillError, match="in use by another run"):
+        label_into(str(tiny_teacher), task, other, None, progress=False)  # labelling it now: one at a time
 
 
 # ----------------------------------------------------------------------------- label sets and run folders
