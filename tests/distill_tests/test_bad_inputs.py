@@ -634,6 +634,11 @@ def test_a_broken_teacher_is_one_line(how, sst_dir, tmp_path, capsys):
     refused(label.main, ["--teacher", t, "--task", "sst2", "--data", sst_dir, "--augment", "none",
                          "--output-dir", tmp_path / "out", "--no-progress"], capsys, str(t), *expect,
             watch=(tmp_path, sst_dir))
+    if how.startswith("pickled"):  # fine-tuning it as an encoder: the same line, with --model
+        refused(finetune.main, ["--model", t, "--task", "sst2", "--data", sst_dir, "--output-dir", tmp_path / "ft",
+                                "--no-progress", "--max-steps", "1"], capsys, "--model", str(t), "pickled",
+                watch=(tmp_path, sst_dir))
+        assert not (tmp_path / "ft").exists()
 
 
 # ----------------------------------------------------------------------------- bundles
