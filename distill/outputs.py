@@ -103,6 +103,11 @@ def hold_lock(out: Path, flag: str = "--output-dir"):
     the folder and the PID. The lock file is the tool's own and is removed when the block ends."""
     out = Path(out)
     path = lock_path(out)
+    made = []  # parent folders made for the lock file, removed again at the end if still empty
+    parent = path.parent
+    while not parent.exists():
+        made.append(parent)
+        parent = parent.parent
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         try:
@@ -138,6 +143,27 @@ def hold_lock(out: Path, flag: str = "--output-dir"):
         except FileNotFoundError:
             pass
         os.close(fd)
+        for d in made:
+            try:
+                d.rmdir()
+            except OSError:  # no longer empty: the run's output is in it
+                break
+
+
+def discard_fresh(out: Path, kind: str, state: str) -> None:
+    """Undo a fresh run's folder after it failed: removed if the run made it (`state` "absent", what
+    check_output said before), emptied if it was an empty folder; a folder of another kind is left alone."""
+    out = Path(out)
+    if kind_of(out) != kind:
+        return
+    if state == "absent":
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def remove_stale_temporaries(out: Path) -> None:

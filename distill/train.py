@@ -15,7 +15,6 @@ student tokenizer (optionally pruned to the tokens the training rows use) -> stu
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from distill.data.metrics import compute_metric
 from distill.data.tasks import default_task_name
 from distill.data.vocab import prune_tokenizer, token_counts
 from distill.errors import DistillError
-from distill.outputs import begin_output, check_output, clear_output, hold_lock, kind_of, resumable_output
+from distill.outputs import begin_output, check_output, clear_output, discard_fresh, hold_lock, resumable_output
 from distill.teacher.labelling import label_set_for
 from distill.teacher.labelset import ORIGINS, LabelSet
 from distill.training.embeddings import INITS
@@ -292,7 +291,7 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
         result = fit(model, train, dev, args.fit_config(device.type, epochs), ls.task.metric, out)
     except DistillError:
         if not resume:  # a fresh run that failed (a non-finite loss) leaves nothing behind
-            discard_fresh_run(out, state)
+            discard_fresh(out, KIND, state)
         raise
     write_run_files(out, config=config, model=model)
 
@@ -323,17 +322,6 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
     print(md)
     print(f"saved student, tokenizer and report to {out}/")
     return report
-
-
-def discard_fresh_run(out: Path, state: str) -> None:
-    """Undo a fresh run's folder: removed if this run made it, emptied if it was empty before."""
-    if kind_of(out) != KIND:
-        return
-    if state == "absent":
-        shutil.rmtree(out, ignore_errors=True)
-        return
-    for child in out.iterdir():
-        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> dict | None:

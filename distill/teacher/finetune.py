@@ -40,7 +40,15 @@ from distill.data.readers import check_classes, content_hash
 from distill.data.tasks import GLUE_TASKS, Split, Task
 from distill.errors import DistillError
 from distill.io import atomic_write_json, atomic_write_text
-from distill.outputs import begin_output, check_output, clear_output, hold_lock, resumable_output, staged
+from distill.outputs import (
+    begin_output,
+    check_output,
+    clear_output,
+    discard_fresh,
+    hold_lock,
+    resumable_output,
+    staged,
+)
 from distill.teacher.load import (
     load_encoder_config,
     load_model,
@@ -288,13 +296,13 @@ def run(args: FinetuneArgs) -> dict:
     check_classes(task, splits)
     model_name = Path(args.model.rstrip("/")).name
     out = Path(args.output_dir or f"teachers/{task.name}-{model_name}")
-    check_output(out, "teacher")
+    state = check_output(out, "teacher")
     with hold_lock(out):  # a second run on the same folder is refused at once
-        return _run(args, device, task, splits, config, tokenizer, limit, limit_source, data_hash, out)
+        return _run(args, device, task, splits, config, tokenizer, limit, limit_source, data_hash, out, state)
 
 
 def _run(args: FinetuneArgs, device, task, splits, config, tokenizer, limit, limit_source, data_hash,
-         out: Path) -> dict:
+         out: Path, state: str) -> dict:
     """The fine-tuning once `out` is checked and locked."""
     resume = prepare_output_dir(args, out, data_hash)
     if resume and (out / RECORD).is_file():
@@ -362,7 +370,12 @@ def _run(args: FinetuneArgs, device, task, splits, config, tokenizer, limit, lim
     if not resume:
         atomic_write_json(out / RECORD, record)
 
-    r = train(model, train_data, dev, args, task.metric, left, device, out)
+    try:
+        r = train(model, train_data, dev, args, task.metric, left, device, out)
+    except DistillError:
+        if not resume:  # a fresh run that failed (a non-finite loss) leaves nothing behind
+            discard_fresh(out, "teacher", state)
+        raise
 
     record |= {
         "status": "finished",

@@ -500,6 +500,21 @@ def test_a_failed_training_leaves_no_partial_files(labels_dir, tmp_path, capsys)
     assert empty.is_dir() and not any(empty.iterdir())
 
 
+def test_a_failed_fine_tuning_leaves_no_partial_files(tiny_teacher, sst_dir, tmp_path, capsys):
+    out = tmp_path / "teacher"
+    refused(finetune.main, ["--model", tiny_teacher, "--task", "sst2", "--data", sst_dir, "--output-dir", out,
+                            "--no-progress", "--max-steps", "6", "--lr", "1e38", "--grad-clip", "0",
+                            "--warmup-ratio", "0", "--limit-train", "64"], capsys, "at step", watch=(sst_dir,))
+    assert not out.exists() and not lock_path(out).exists()
+
+
+def test_a_refused_run_leaves_no_folders_it_made(tmp_path, tiny_teacher, capsys):
+    out = tmp_path / "a" / "b" / "out"  # the lock file's folders are made, and removed again
+    refused(train.main, ["--teacher", tiny_teacher, "--data", tmp_path / "nope", "--output-dir", out], capsys,
+            "--data", watch=(tmp_path,))
+    assert not (tmp_path / "a").exists()
+
+
 # ----------------------------------------------------------------------------- concurrent runs
 
 
