@@ -163,7 +163,7 @@ class TrainArgs(AugmentFlags, DataFlags):
             (0 <= self.warmup_ratio < 1, f"--warmup-ratio {self.warmup_ratio} is outside [0, 1)"),
             (self.grad_clip >= 0, f"--grad-clip {self.grad_clip} must be >= 0 (0 = off)"),
             (self.patience >= 1, f"--patience {self.patience} must be >= 1"),
-            (self.checkpoint_every_s > 0, f"--checkpoint-every-s {self.checkpoint_every_s} must be > 0"),
+            (self.checkpoint_every_s >= 0, f"--checkpoint-every-s {self.checkpoint_every_s} must be >= 0"),
             (self.latency_repeats >= 1, f"--latency-repeats {self.latency_repeats} must be >= 1"),
             (self.threads is None or self.threads >= 1, f"--threads {self.threads} must be >= 1"),
             (self.teacher_max_length >= 8, f"--teacher-max-length {self.teacher_max_length} is too short; "

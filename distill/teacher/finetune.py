@@ -117,7 +117,7 @@ class FinetuneArgs(DataFlags):
             (self.weight_decay >= 0, f"--weight-decay {self.weight_decay} must be >= 0"),
             (0 <= self.warmup_ratio < 1, f"--warmup-ratio {self.warmup_ratio} is outside [0, 1)"),
             (self.grad_clip >= 0, f"--grad-clip {self.grad_clip} must be >= 0"),
-            (self.checkpoint_every_s > 0, f"--checkpoint-every-s {self.checkpoint_every_s} must be > 0"),
+            (self.checkpoint_every_s >= 0, f"--checkpoint-every-s {self.checkpoint_every_s} must be >= 0"),
             (self.evals_per_epoch >= 1, f"--evals-per-epoch {self.evals_per_epoch} must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, f"--max-steps {self.max_steps} must be >= 1"),
             (self.limit_train is None or self.limit_train >= 2, f"--limit-train {self.limit_train} must be >= 2"),
