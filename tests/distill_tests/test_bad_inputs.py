@@ -471,6 +471,23 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path, capsys):
         locked.chmod(0o700)
 
 
+@pytest.mark.parametrize("command", ["train", "label", "finetune"])
+def test_an_unwritable_output_folder_is_one_line_even_for_root(command, tiny_teacher, tmp_path, monkeypatch,
+                                                                capsys):
+    import distill.outputs
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(distill.outputs.os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode))
+    argv = {"train": ["--teacher", tiny_teacher], "label": ["--teacher", tiny_teacher],
+            "finetune": ["--model", tiny_teacher]}[command]
+    main = {"train": train.main, "label": label.main, "finetune": finetune.main}[command]
+    for out in (ro, ro / "sub"):
+        refused(main, [*argv, "--data", tmp_path / "nope", "--output-dir", out], capsys, str(ro), "not writable",
+                watch=(tmp_path,))
+
+
 @pytest.mark.parametrize("command", ["export", "compress"])
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
 def test_export_and_compress_never_write_over_a_foreign_folder(command, overwrite, run_dir, tmp_path, capsys):
