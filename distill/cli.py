@@ -7,6 +7,7 @@ Each command declares its arguments as a dataclass whose fields carry `help` met
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from collections.abc import Callable
@@ -97,6 +98,14 @@ def run_command(fn: Callable[[], object], on_interrupt: str | None = "rerun the 
         raise SystemExit(0) from None
 
 
+def check_finite(args) -> None:
+    """Every float flag of a flags dataclass is a finite number (argparse takes 'inf' and 'nan')."""
+    for f in fields(args):
+        value = getattr(args, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DistillError(f"--{f.name.replace('_', '-')} {value}: must be a finite number")
+
+
 @dataclass
 class DataFlags:
     """Flags naming the data: GLUE through `datasets`, or a local folder with named columns."""
@@ -162,6 +171,7 @@ class AugmentFlags:
     def __post_init__(self) -> None:
         from distill.data.augment import AugmentConfig
 
+        check_finite(self)  # every float flag of the command, these and its own
         if self.augment not in (None, "none", "tang"):
             raise DistillError(f"--augment {self.augment}: choose 'tang' or 'none'")
         if self.max_transfer_rows < 1:

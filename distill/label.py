@@ -14,12 +14,14 @@ relabels it. A killed run resumes from the chunks it had finished.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from distill.cli import AugmentFlags, DataFlags, _help, build_parser, run_command
 from distill.data.readers import read_transfer_file
 from distill.errors import DistillError
+from distill.outputs import check_output
 
 
 @dataclass
@@ -65,6 +67,7 @@ def label_main(argv: list[str] | None = None):
     args = LabelArgs(**vars(ns))
     if args.threads:
         torch.set_num_threads(args.threads)
+    check_output(Path(args.output_dir), "label-set")  # a file or a foreign folder in the way: before any work
     task, splits = args.load_data(args.task)
     transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
     device = torch.device(args.device) if args.device else load.default_device()

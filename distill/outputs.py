@@ -14,6 +14,8 @@ ever deleted.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -86,6 +88,82 @@ def begin_output(out: Path, kind: str) -> None:
     """Make `out` (absent or empty) a folder of this kind, to be written in place."""
     out.mkdir(parents=True, exist_ok=True)
     write_marker(out, kind)
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file of an output folder: a hidden sibling, `.NAME.lock`."""
+    out = Path(out).absolute()
+    return out.parent / f".{out.name}.lock"
+
+
+@contextmanager
+def hold_lock(out: Path, flag: str = "--output-dir"):
+    """Hold an exclusive lock on the output folder `out` for the block (fcntl.flock on `.NAME.lock`
+    beside it, which holds the holder's PID). A second holder is refused at once with one line naming
+    the folder and the PID. The lock file is the tool's own and is removed when the block ends."""
+    out = Path(out)
+    path = lock_path(out)
+    made = []  # parent folders made for the lock file, removed again at the end if still empty
+    parent = path.parent
+    while not parent.exists():
+        made.append(parent)
+        parent = parent.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise DistillError(f"{flag} {out}: cannot make its lock file {path} ({e.strerror}); "
+                               "choose a folder you can write to") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            try:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise DistillError(f"{flag} {out}: cannot lock {path} ({e.strerror})") from None
+            raise DistillError(f"{flag} {out} is in use by another run (PID {pid}, lock {path}); wait for it "
+                               "to finish, or choose another folder") from None
+        try:  # the file may have been removed by the holder that just finished: lock the one on disk
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+        for d in made:
+            try:
+                d.rmdir()
+            except OSError:  # no longer empty: the run's output is in it
+                break
+
+
+def discard_fresh(out: Path, kind: str, state: str) -> None:
+    """Undo a fresh run's folder after it failed: removed if the run made it (`state` "absent", what
+    check_output said before), emptied if it was an empty folder; a folder of another kind is left alone."""
+    out = Path(out)
+    if kind_of(out) != kind:
+        return
+    if state == "absent":
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def remove_stale_temporaries(out: Path) -> None:

@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
                 description="\n\n".join((__doc__ or "").split("\n\n")[:2]),
                 epilog="Texts come as arguments, or one per line on stdin; a sentence-pair bundle\n"
                 "takes 'first<TAB>second'. Each text gets its label and the probability of every\n"
-                "label. Texts longer than the bundle's maximum length are truncated, as the\n"
+                "label, one output line per input line (a blank line gets an empty one; --skip-blank\n"
+                "drops them). Texts longer than the bundle's maximum length are truncated, as the\n"
                 "tokenizer does in training; the output says so once.",
                 formatter_class=HelpFormatter)
     p.add_argument("bundle", help="bundle folder (holds metadata.json)")
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one JSON object per text and line: text, label, probabilities, truncated")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the runtime's)")
     p.add_argument("--batch-size", type=int, default=32, help="texts per model call")
+    p.add_argument("--skip-blank", action="store_true",
+                   help="drop blank input lines (and lines that are not UTF-8) instead of giving each an empty "
+                   "result line; by default there is one output line per input line")
     return p
 
 
@@ -41,16 +45,36 @@ def _format(text: str, pred: Prediction, labels: list[str]) -> str:
     return f"{pred.label}\t{probs}\t{text}"
 
 
-def _chunks(texts, size: int):
-    buf = []
-    for t in texts:
-        t = t.rstrip("\r\n")
-        if not t.strip():
-            continue  # blank lines on stdin carry no text
+def _stdin_lines(stream=None):
+    """(line number, text or None) per line of stdin, read as bytes and decoded line by line: a line that
+    is not valid UTF-8 is reported on stderr and gives None, and the stream goes on."""
+    stream = stream if stream is not None else sys.stdin.buffer
+    for n, raw in enumerate(stream, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            print(f"line {n}: not valid UTF-8, skipped", file=sys.stderr)
+            yield n, None
+            continue
+        if n == 1:
+            text = text.removeprefix("\ufeff")  # a byte-order mark is not text
+        yield n, text.rstrip("\r\n")
+
+
+def _chunks(items, size: int, skip_blank: bool):
+    """Lists of (text or None) in input order holding at most `size` texts to classify; None stands for a
+    line with no text (blank, or not UTF-8), which gets an empty result line unless `skip_blank`."""
+    buf, n_texts = [], 0
+    for _, t in items:
+        if t is None or not t.strip():
+            if not skip_blank:
+                buf.append(None)
+            continue
         buf.append(t)
-        if len(buf) == size:
+        n_texts += 1
+        if n_texts == size:
             yield buf
-            buf = []
+            buf, n_texts = [], 0
     if buf:
         yield buf
 
@@ -64,10 +88,17 @@ def run(argv: list[str] | None = None) -> int:
     if not args.texts and sys.stdin.isatty():
         raise DistillError("no texts: give them as arguments, or one per line on stdin")
     bundle = Bundle(args.bundle, threads=args.threads)
-    source = args.texts if args.texts else sys.stdin
+    source = enumerate(args.texts, start=1) if args.texts else _stdin_lines()
     n = n_truncated = 0
-    for chunk in _chunks(source, args.batch_size):
-        for text, pred in zip(chunk, bundle.predict(chunk, args.batch_size)):
+    for chunk in _chunks(source, args.batch_size, args.skip_blank):
+        texts = [t for t in chunk if t is not None]
+        preds = iter(bundle.predict(texts, args.batch_size) if texts else [])
+        for text in chunk:
+            if text is None:  # one output line per input line: an empty result
+                print(json.dumps({"text": "", "label": None, "probabilities": None, "truncated": False})
+                      if args.json else "")
+                continue
+            pred = next(preds)
             n += 1
             n_truncated += pred.truncated
             if args.json:

@@ -27,7 +27,7 @@ from distill.data.metrics import compute_metric
 from distill.data.tasks import default_task_name
 from distill.data.vocab import prune_tokenizer, token_counts
 from distill.errors import DistillError
-from distill.outputs import begin_output, clear_output, resumable_output
+from distill.outputs import begin_output, check_output, clear_output, discard_fresh, hold_lock, resumable_output
 from distill.teacher.labelling import label_set_for
 from distill.teacher.labelset import ORIGINS, LabelSet
 from distill.training.embeddings import INITS
@@ -162,6 +162,19 @@ class TrainArgs(AugmentFlags, DataFlags):
             (self.loss in LOSSES, f"--loss must be one of: {', '.join(LOSSES)}"),
             (0.0 <= self.alpha <= 1.0, f"--alpha {self.alpha} is outside [0, 1]"),
             (self.temperature > 0, f"--temperature {self.temperature} must be > 0"),
+            (self.dropout is None or 0 <= self.dropout < 1, f"--dropout {self.dropout} is outside [0, 1)"),
+            (self.weight_decay >= 0, f"--weight-decay {self.weight_decay} must be >= 0"),
+            (0 <= self.warmup_ratio < 1, f"--warmup-ratio {self.warmup_ratio} is outside [0, 1)"),
+            (self.grad_clip >= 0, f"--grad-clip {self.grad_clip} must be >= 0 (0 = off)"),
+            (self.patience >= 1, f"--patience {self.patience} must be >= 1"),
+            (self.checkpoint_every_s >= 0, f"--checkpoint-every-s {self.checkpoint_every_s} must be >= 0"),
+            (self.latency_repeats >= 1, f"--latency-repeats {self.latency_repeats} must be >= 1"),
+            (self.threads is None or self.threads >= 1, f"--threads {self.threads} must be >= 1"),
+            (self.teacher_max_length >= 8, f"--teacher-max-length {self.teacher_max_length} is too short; "
+             "use at least 8"),
+            (self.label_batch_size >= 1, f"--label-batch-size {self.label_batch_size} must be >= 1"),
+            (self.vocab_min_freq >= 1, f"--vocab-min-freq {self.vocab_min_freq} must be >= 1"),
+            (self.vocab_max_size >= 8, f"--vocab-max-size {self.vocab_max_size} must be >= 8"),
             (self.epochs is None or self.epochs >= 1, f"--epochs {self.epochs} must be >= 1"),
             (self.batch_size >= 1, f"--batch-size {self.batch_size} must be >= 1"),
             (self.lr > 0, f"--lr {self.lr} must be > 0"),
@@ -185,6 +198,12 @@ class TrainArgs(AugmentFlags, DataFlags):
                                "its rows are the teacher's tokens, and a word-level vocabulary has no "
                                "teacher rows. Drop --tokenizer word, or use --embedding-init random")
         self.student_config = check_student_config(self.student, self.student_config, self)
+        limit = getattr(students.STUDENTS[self.student].config_class, "max_len", None)
+        if limit is not None:  # the transformer's position table: --max-length must fit it
+            limit = json.loads(self.student_config or "{}").get("max_len", limit)
+            if self.max_length > limit:
+                raise DistillError(f"--max-length {self.max_length}: the {self.student} student has {limit} "
+                                   f"positions; use --max-length {limit} or less")
         if self.prune_min_count < 1:
             raise DistillError(f"--prune-min-count {self.prune_min_count} must be >= 1")
         if self.prune_min_count > 1 and not self.prune_vocab:
@@ -254,6 +273,13 @@ def run(args: TrainArgs) -> dict:
     if args.output_dir is None and task_name is None:
         task_name = LabelSet.load(args.labels).task.name
     out = Path(args.output_dir or f"runs/{task_name}-{args.student}")
+    state = check_output(out, KIND)  # before any work: a file or a foreign folder in the way is one line
+    with hold_lock(out):  # a second run on the same folder is refused at once
+        return _run(args, device, out, state)
+
+
+def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
+    """The pipeline once `out` is checked and locked."""
     resume = resumable_output(out, KIND, "config.json", args.identity(), args.resume, args.overwrite) is not None
 
     ls = label_set_for(args, device)
@@ -282,7 +308,12 @@ def run(args: TrainArgs) -> dict:
     write_run_files(out, config=config, tok=tok)
 
     epochs = args.epochs or max(1, round(3 * int(counts[0]) / len(train)))
-    result = fit(model, train, dev, args.fit_config(device.type, epochs), ls.task.metric, out)
+    try:
+        result = fit(model, train, dev, args.fit_config(device.type, epochs), ls.task.metric, out)
+    except DistillError:
+        if not resume:  # a fresh run that failed (a non-finite loss) leaves nothing behind
+            discard_fresh(out, KIND, state)
+        raise
     write_run_files(out, config=config, model=model)
 
     model.to("cpu")

@@ -45,10 +45,101 @@ def read_metadata(path: str | Path) -> dict:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DistillError(f"{meta_path} is not valid JSON ({e}); export the bundle again") from None
+    if not isinstance(meta, dict):
+        raise DistillError(f"{meta_path} is not a JSON object; export the bundle again")
     if meta.get("bundle_version") != BUNDLE_VERSION:
         raise DistillError(f"{meta_path} has bundle_version {meta.get('bundle_version')!r}; this "
                            f"version reads {BUNDLE_VERSION}; export the bundle again")
+    check_metadata(meta, meta_path)
+    for entry, value in file_entries(meta):
+        bundle_file(path, entry, value)
     return meta
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _entry(meta: dict, dotted: str):
+    value = meta
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(dotted)
+        value = value[part]
+    return value
+
+
+# metadata entry -> (what it must be, the check)
+_CHECKS = {
+    "format": ("a string", lambda v: isinstance(v, str)),
+    "model_file": ("a file name", lambda v: isinstance(v, str) and v.strip() != ""),
+    "labels": ("a list of at least two label names", lambda v: isinstance(v, list) and len(v) >= 2
+               and all(isinstance(x, str) for x in v)),
+    "max_length": ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
+    "min_length": ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
+    "pair": ("true or false", lambda v: isinstance(v, bool)),
+    "length.dynamic": ("true or false", lambda v: isinstance(v, bool)),
+    "batch.dynamic": ("true or false", lambda v: isinstance(v, bool)),
+    "tokenizer.file": ("a file name", lambda v: isinstance(v, str) and v.strip() != ""),
+    "tokenizer.pad_id": ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
+    "tokenizer.unk_id": ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
+}
+
+
+def check_metadata(meta: dict, meta_path: Path) -> None:
+    """Every entry the runtime reads is present and of the right type; one line naming the first that is not."""
+    for dotted, (what, ok) in _CHECKS.items():
+        try:
+            value = _entry(meta, dotted)
+        except KeyError:
+            raise DistillError(f"{meta_path} lacks '{dotted}'; export the bundle again") from None
+        if not ok(value):
+            raise DistillError(f"{meta_path}: '{dotted}' is {json.dumps(value)[:60]}, not {what}; export the "
+                               "bundle again") from None
+    if meta["min_length"] > meta["max_length"]:
+        raise DistillError(f"{meta_path}: 'min_length' {meta['min_length']} is above 'max_length' "
+                           f"{meta['max_length']}; export the bundle again")
+    if not meta["batch"]["dynamic"]:
+        size = meta["batch"].get("size")
+        if not (_is_int(size) and size >= 1):
+            raise DistillError(f"{meta_path}: 'batch.size' is {json.dumps(size)}, not a whole number >= 1 "
+                               "(the batch is fixed); export the bundle again")
+
+
+def file_entries(meta: dict, prefix: str = ""):
+    """(dotted entry, value) of every entry of metadata.json that names a file: `file` or `*_file`."""
+    for key, value in meta.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from file_entries(value, name + ".")
+        elif (key == "file" or key.endswith("_file")) and value is not None:
+            yield name, value
+
+
+def bundle_file(folder: Path, entry: str, value) -> Path:
+    """The file a metadata entry names, refused unless it is a relative path that stays inside the bundle
+    folder (no absolute path, no '..', no symlink that leads out)."""
+    where = f"{Path(folder) / METADATA}: '{entry}'"
+    if not isinstance(value, str) or not value.strip():
+        raise DistillError(f"{where} is {json.dumps(value)[:60]}, not a file name; export the bundle again")
+    rel = Path(value)
+    if rel.is_absolute() or value.startswith(("/", "\\")) or (len(value) > 1 and value[1] == ":"):
+        raise DistillError(f"{where} is the absolute path {value!r}; a bundle names only files inside its own "
+                           "folder: export the bundle again")
+    if ".." in rel.parts or ".." in value.replace("\\", "/").split("/"):
+        raise DistillError(f"{where} is {value!r}, which climbs out of the bundle with '..'; a bundle names only "
+                           "files inside its own folder: export the bundle again")
+    root = Path(folder).resolve()
+    target = (Path(folder) / rel).resolve()
+    if target != root and root not in target.parents:
+        raise DistillError(f"{where} is {value!r}, which leads outside the bundle (to {target}, through a symlink); "
+                           "a bundle names only files inside its own folder: export the bundle again")
+    return Path(folder) / rel
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -156,7 +247,7 @@ class Bundle:
         from tokenizers import Tokenizer
 
         self.path = Path(path)
-        self.meta = read_metadata(self.path)
+        self.meta = read_metadata(self.path)  # checked: every entry read here is there, of its type
         m = self.meta
         self.labels: list[str] = list(m["labels"])
         self.max_length: int = int(m["max_length"])
@@ -166,19 +257,29 @@ class Bundle:
         self.batch_size: int | None = None if m["batch"]["dynamic"] else int(m["batch"]["size"])
         self.pad_id: int = int(m["tokenizer"]["pad_id"])
         self.unk_id: int = int(m["tokenizer"]["unk_id"])
-        tok_path = self.path / m["tokenizer"]["file"]
-        model_path = self.path / (model_file or m["model_file"])
+        tok_path = bundle_file(self.path, "tokenizer.file", m["tokenizer"]["file"])
+        model_path = bundle_file(self.path, "model_file", model_file or m["model_file"])
         for p in (tok_path, model_path):
             if not p.is_file():
                 raise DistillError(f"{p} is missing from the bundle; export it again")
-        self.tokenizer = Tokenizer.from_file(str(tok_path))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.max_length)
         runner = {"onnx": _OnnxRunner, "executorch": _ExecuTorchRunner}.get(m["format"])
         if runner is None:
             raise DistillError(f"{self.path / METADATA}: unknown format {m['format']!r}; export again")
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tok_path))
+        except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for a damaged file
+            raise DistillError(f"{tok_path} is not a readable tokenizer ({_first_line(e)}); the bundle is "
+                               "damaged: export it again") from None
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
         self.model_path = model_path
-        self.run = runner(model_path, threads)  # run(ids, mask) -> logits, one call, no chunking
+        try:
+            self.run = runner(model_path, threads)  # run(ids, mask) -> logits, one call, no chunking
+        except DistillError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged or truncated model file, whatever the runtime says
+            raise DistillError(f"{model_path} cannot be loaded ({_first_line(e)}); the bundle is damaged or "
+                               "incomplete: export it again") from None
 
     # ------------------------------------------------------------------ inputs
 

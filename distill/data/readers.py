@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -62,54 +63,120 @@ def _unquote(field: str) -> str:
     return field
 
 
-def _read_rows(path: Path, headerless: tuple[str, ...] | None) -> tuple[list[str], list[dict]]:
-    """Read a table file into (column names, rows as dicts of strings or values)."""
+def _read_rows(path: Path, headerless: tuple[str, ...] | None,
+               lines: list[int] | None = None) -> tuple[list[str], list[dict]]:
+    """Read a table file into (column names, rows as dicts of strings or values).
+
+    Text files are read as UTF-8 with or without a byte-order mark. `lines`, if given, receives each
+    row's line number in the file (its row number for Parquet), for errors that name the row."""
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise DistillError(f"{path}: the file is empty; it needs a header row and data rows")
+    numbers: list[int] = []
     try:
         if suffix in (".tsv", ".csv"):
             csv.field_size_limit(sys.maxsize)
-            with open(path, encoding="utf-8", newline="") as f:
+            rows, where = [], []
+            with open(path, encoding="utf-8-sig", newline="") as f:
                 if suffix == ".tsv":
-                    rows = [[_unquote(x) for x in line.rstrip("\r\n").split("\t")] for line in f if line.strip()]
+                    for n, line in enumerate(f, start=1):
+                        if line.strip():
+                            rows.append([_unquote(x) for x in line.rstrip("\r\n").split("\t")])
+                            where.append(n)
                 else:
-                    rows = list(csv.reader(f))
+                    reader = csv.reader(f)
+                    start = 1
+                    for r in reader:
+                        if r and any(x.strip() for x in r):
+                            rows.append(r)
+                            where.append(start)
+                        start = reader.line_num + 1
+            if not rows:
+                raise DistillError(f"{path}: the file holds no rows; it needs a header row and data rows")
             header = rows[0]
             if headerless and len(header) == len(headerless) and not (set(header) & set(headerless)):
-                header, body = list(headerless), rows
+                header, body, where = list(headerless), rows, where
             else:
-                body = rows[1:]
+                body, where = rows[1:], where[1:]
+                _check_header(path, header)
             out = []
-            for i, r in enumerate(body, start=2):
+            for n, r in zip(where, body):
                 if len(r) != len(header):
                     raise DistillError(
-                        f"{path}: row {i} has {len(r)} fields but the header has {len(header)}; "
+                        f"{path}: row {n} has {len(r)} fields but the header has {len(header)}; "
                         "fix the row's quoting or delimiters"
                     )
                 out.append(dict(zip(header, r)))
-            return header, out
-        if suffix in (".jsonl", ".json"):
-            out = []
-            with open(path, encoding="utf-8") as f:
+            numbers = where
+            header_out = header
+        elif suffix in (".jsonl", ".json"):
+            out, header_out = [], []
+            with open(path, encoding="utf-8-sig") as f:
                 for i, line in enumerate(f, start=1):
                     if line.strip():
                         try:
-                            out.append(json.loads(line))
-                        except json.JSONDecodeError as e:
-                            raise DistillError(f"{path}: line {i} is not valid JSON ({e.msg}); "
+                            row = json.loads(line)
+                        except (json.JSONDecodeError, RecursionError) as e:
+                            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                            raise DistillError(f"{path}: line {i} is not valid JSON ({msg}); "
                                                "write one JSON object per line") from None
-            header = list(out[0]) if out else []
-            return header, out
-        if suffix == ".parquet":
+                        if not isinstance(row, dict):
+                            raise DistillError(f"{path}: line {i} is a JSON {_json_kind(row)}, not an object; "
+                                               'write one object per line, such as {"sentence": "...", "label": 1}')
+                        out.append(row)
+                        numbers.append(i)
+                        header_out += [k for k in row if k not in header_out]
+        elif suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
-            return table.column_names, table.to_pylist()
+            try:
+                table = pq.read_table(path)
+                rows_out = table.to_pylist()
+            except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                raise DistillError(f"{path}: not a readable Parquet file ({first}); the file is damaged or "
+                                   "truncated: write it again") from None
+            _check_header(path, table.column_names)
+            out, header_out = rows_out, table.column_names
+            numbers = list(range(1, len(out) + 1))
+        else:
+            raise DistillError(f"{path}: unsupported file type '{suffix}'; use .tsv, .csv, .jsonl or .parquet")
     except UnicodeDecodeError as e:
         raise DistillError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}); "
                            "re-save the file as UTF-8") from None
-    raise DistillError(f"{path}: unsupported file type '{suffix}'; use .tsv, .csv, .jsonl or .parquet")
+    if lines is not None:
+        lines[:] = numbers
+    return header_out, out
+
+
+def _json_kind(value) -> str:
+    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
+def _check_header(path: Path, header: list) -> None:
+    names = [str(h).strip() for h in header]
+    if any(not n for n in names):
+        raise DistillError(f"{path}: the header has an empty column name (column {names.index('') + 1}); "
+                           "name every column")
+    dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if dup is not None:
+        raise DistillError(f"{path}: the header names column '{dup}' twice; give each column its own name")
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (ValueError, OverflowError):
+        return None
+
+
+def normalise_label(value) -> str:
+    """A label cell as the text that names its class: numbers by value, so 0, 0.0 and '0' are one class."""
+    text = str(value).strip()
+    x = _number(text)
+    if x is not None and math.isfinite(x):
+        return str(int(x)) if x == int(x) else repr(x)
+    return text
 
 
 def _pick_column(task: Task, logical: str, header: list[str], path: Path, flag: str) -> str:
@@ -132,11 +199,18 @@ def _parse_label(value, task: Task, path: Path, row: int, labels_from: Path | No
     text = str(value).strip()
     if text in names:
         return names.index(text)
-    try:
-        index = int(float(text))
-    except ValueError:
-        index = None
-    if index is not None and float(text) == index and 0 <= index < len(names):
+    x = _number(text)
+    if x is not None and not math.isfinite(x):
+        raise DistillError(f"{path}: row {row} has label '{text}', which is not a class; give the row a class "
+                           f"label ({', '.join(names)}), or leave the cell empty for no label")
+    if isinstance(value, (list, dict)):
+        raise DistillError(f"{path}: row {row} has a {_json_kind(value)} as its label; give one class label "
+                           f"({', '.join(names)}) per row")
+    norm = normalise_label(text)
+    if norm in names:
+        return names.index(norm)
+    index = int(x) if x is not None and x == int(x) else None
+    if index is not None and 0 <= index < len(names):
         return index
     if labels_from is not None:
         raise DistillError(
@@ -154,7 +228,8 @@ def read_split(task: Task, path: Path, require_labels: bool = True, labels_from:
     """Read one local split file and check its columns, labels and texts.
 
     `labels_from`: the training file the task's label names were inferred from, if they were."""
-    header, rows = _read_rows(path, _HEADERLESS.get(task.name))
+    lines: list[int] = []
+    header, rows = _read_rows(path, _HEADERLESS.get(task.name), lines)
     if not rows:
         raise DistillError(f"{path}: no data rows; the file holds only a header")
     text_cols = [
@@ -167,26 +242,43 @@ def read_split(task: Task, path: Path, require_labels: bool = True, labels_from:
     if require_labels and not has_label:
         _pick_column(task, task.label_column, header, path, "--label-column")  # raises
     label_col = _pick_column(task, task.label_column, header, path, "--label-column") if has_label else None
-    row0 = 1 if path.suffix.lower() in (".jsonl", ".json") else 2  # first data row's line number
     texts, labels = [], []
-    for i, r in enumerate(rows):
+    for n, r in zip(lines, rows):
         parts = []
         for c in text_cols:
             value = r.get(c)
+            if isinstance(value, (list, dict, bool)):
+                raise DistillError(f"{path}: row {n} has a {_json_kind(value)} in '{c}', not text; "
+                                   "give the text as a string")
             if value is None or not str(value).strip():
-                raise DistillError(f"{path}: row {i + row0} has an empty '{c}'; "
+                raise DistillError(f"{path}: row {n} has an empty '{c}'; "
                                    "remove the row or fill in its text")
             parts.append(" ".join(str(value).split()))
         texts.append(tuple(parts))
-        labels.append(_parse_label(r.get(label_col), task, path, i + row0, labels_from) if label_col else -1)
+        labels.append(_parse_label(r.get(label_col), task, path, n, labels_from) if label_col else -1)
     return Split(texts=texts, labels=np.asarray(labels, dtype=np.int64), source=str(path))
 
 
 def infer_label_names(task: Task, path: Path) -> Task:
     """For a custom task without label names: take them from the training file's label column."""
-    header, rows = _read_rows(path, None)
+    lines: list[int] = []
+    header, rows = _read_rows(path, None, lines)
     col = _pick_column(task, task.label_column, header, path, "--label-column")
-    values = sorted({str(r[col]).strip() for r in rows if str(r.get(col, "")).strip() not in ("", "-1")})
+    found = set()
+    for n, r in zip(lines, rows):
+        value = r.get(col)
+        if value is None or str(value).strip() in ("", "-1"):
+            continue  # no label
+        if isinstance(value, (list, dict)):
+            raise DistillError(f"{path}: row {n} has a {_json_kind(value)} as its label; give one class label "
+                               "per row")
+        x = _number(str(value).strip())
+        if x is not None and not math.isfinite(x):
+            raise DistillError(f"{path}: row {n} has label '{str(value).strip()}', which is not a class; give "
+                               "the row a class label, or leave the cell empty for no label")
+        found.add(normalise_label(value))
+    numeric = all(_number(v) is not None for v in found)
+    values = sorted(found, key=float) if numeric else sorted(found)
     if len(values) < 2:
         raise DistillError(f"{path}: column '{col}' holds {len(values)} distinct label(s); "
                            "a classifier needs at least two: add rows of another class, or name the "
@@ -228,7 +320,22 @@ def load_splits(task: Task, data_dir: str | Path | None = None, test_file: str |
     for name in ("train", "dev"):
         if (splits[name].labels < 0).all():
             raise DistillError(f"{splits[name].source}: no row has a label; the {name} split needs them")
+    warn_unlabelled(splits)
     return task, splits
+
+
+def warn_unlabelled(splits: dict[str, Split]) -> None:
+    """One line on stderr per split with rows that have no label, saying what that means."""
+    for name, split in splits.items():
+        n, missing = len(split), int((split.labels < 0).sum())
+        if not missing or split.source.startswith("glue/"):
+            continue
+        where = Path(split.source).name if Path(split.source).exists() else split.source
+        if name == "train":
+            what = ("the teacher still labels them for distillation; fine-tuning a teacher leaves them out")
+        else:
+            what = f"the {name} metric covers the other {n - missing}"
+        print(f"warning: {where}: {missing} of {n} rows have no label; {what}", file=sys.stderr)
 
 
 def _read_test(task: Task, path: Path, labels_from: Path | None, required: bool) -> Split | None:
@@ -332,7 +439,7 @@ def read_transfer_file(path: str | Path, task: Task) -> list[tuple[str, ...]]:
             raise DistillError(f"--transfer-file {path}: task {task.name} takes sentence pairs; give a "
                                f".tsv/.jsonl with columns {', '.join(task.text_columns)}")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError as e:
             raise DistillError(f"--transfer-file {path}: not valid UTF-8 ({e.reason} at byte {e.start}); "
                                "re-save it as UTF-8") from None

@@ -33,14 +33,22 @@ from string import Template
 import numpy as np
 import torch
 
-from distill.cli import DataFlags, _help, build_parser, run_command
+from distill.cli import DataFlags, _help, build_parser, check_finite, run_command
 from distill.data.batching import Encoded, encode_sequences, length_bucketed_batches
 from distill.data.metrics import compute_metric
 from distill.data.readers import check_classes, content_hash
 from distill.data.tasks import GLUE_TASKS, Split, Task
 from distill.errors import DistillError
 from distill.io import atomic_write_json, atomic_write_text
-from distill.outputs import begin_output, clear_output, resumable_output, staged
+from distill.outputs import (
+    begin_output,
+    check_output,
+    clear_output,
+    discard_fresh,
+    hold_lock,
+    resumable_output,
+    staged,
+)
 from distill.teacher.load import (
     load_encoder_config,
     load_model,
@@ -100,6 +108,7 @@ class FinetuneArgs(DataFlags):
         "seconds between checkpoints (there is also one at every evaluation)"))
 
     def __post_init__(self) -> None:
+        check_finite(self)
         checks = [
             (bool(self.model), "--model is required: a hub id or a local encoder folder saved with save_pretrained"),
             (self.epochs >= 1, f"--epochs {self.epochs} must be >= 1"),
@@ -108,6 +117,7 @@ class FinetuneArgs(DataFlags):
             (self.weight_decay >= 0, f"--weight-decay {self.weight_decay} must be >= 0"),
             (0 <= self.warmup_ratio < 1, f"--warmup-ratio {self.warmup_ratio} is outside [0, 1)"),
             (self.grad_clip >= 0, f"--grad-clip {self.grad_clip} must be >= 0"),
+            (self.checkpoint_every_s >= 0, f"--checkpoint-every-s {self.checkpoint_every_s} must be >= 0"),
             (self.evals_per_epoch >= 1, f"--evals-per-epoch {self.evals_per_epoch} must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, f"--max-steps {self.max_steps} must be >= 1"),
             (self.limit_train is None or self.limit_train >= 2, f"--limit-train {self.limit_train} must be >= 2"),
@@ -271,6 +281,8 @@ def run(args: FinetuneArgs) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DistillError("--device cuda, but torch sees no GPU; drop --device or use cpu")
 
+    if args.output_dir:  # a file or a foreign folder in the way is one line before any work
+        check_output(Path(args.output_dir), "teacher")
     task = args.resolve_task()
     config = load_encoder_config(args.model, args.trust_remote_code)
     tokenizer = load_tokenizer(args.model, args.trust_remote_code)
@@ -284,6 +296,14 @@ def run(args: FinetuneArgs) -> dict:
     check_classes(task, splits)
     model_name = Path(args.model.rstrip("/")).name
     out = Path(args.output_dir or f"teachers/{task.name}-{model_name}")
+    state = check_output(out, "teacher")
+    with hold_lock(out):  # a second run on the same folder is refused at once
+        return _run(args, device, task, splits, config, tokenizer, limit, limit_source, data_hash, out, state)
+
+
+def _run(args: FinetuneArgs, device, task, splits, config, tokenizer, limit, limit_source, data_hash,
+         out: Path, state: str) -> dict:
+    """The fine-tuning once `out` is checked and locked."""
     resume = prepare_output_dir(args, out, data_hash)
     if resume and (out / RECORD).is_file():
         record = json.loads((out / RECORD).read_text())
@@ -350,7 +370,12 @@ def run(args: FinetuneArgs) -> dict:
     if not resume:
         atomic_write_json(out / RECORD, record)
 
-    r = train(model, train_data, dev, args, task.metric, left, device, out)
+    try:
+        r = train(model, train_data, dev, args, task.metric, left, device, out)
+    except DistillError:
+        if not resume:  # a fresh run that failed (a non-finite loss) leaves nothing behind
+            discard_fresh(out, "teacher", state)
+        raise
 
     record |= {
         "status": "finished",

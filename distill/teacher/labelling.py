@@ -9,6 +9,7 @@ teacher, data and settings finds it by its key and reuses it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ from distill.data.augment import MASK, AugmentConfig, augment_split, rules
 from distill.data.readers import content_hash
 from distill.data.tasks import Split, Task
 from distill.errors import DistillError
-from distill.outputs import check_output, staged
+from distill.outputs import check_output, hold_lock, staged
 from distill.teacher.labelset import DEFAULT_LABELS, FORMAT_VERSION, LabelSet, write_label_set
 from distill.teacher.load import count_hf_parameters, default_device, fingerprint, load_teacher
 
@@ -87,10 +88,19 @@ def label(
     example; with `transfer`, unlabeled texts. The teacher labels them all; their gold label is -1.
     `embedding_rows="used"` stores only the teacher embedding rows of tokens the texts contain.
     """
+    with contextlib.ExitStack() as held:  # the lock on the label set's folder, held until the end
+        return _label(held, teacher_name, task, splits, output_dir, max_length, batch_size, device,
+                      trust_remote_code, data_source, progress, augment, transfer, transfer_source, embedding_rows)
+
+
+def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, max_length, batch_size, device,
+           trust_remote_code, data_source, progress, augment, transfer, transfer_source, embedding_rows) -> LabelSet:
     from distill.data.metrics import compute_metric
 
     if output_dir is not None:
         check_output(Path(output_dir), "label-set")
+        held.enter_context(hold_lock(Path(output_dir)))  # a second run on it is refused at once
+    locked = output_dir is not None
     device = device or default_device()
     model, tokenizer = load_teacher(teacher_name, task, device, trust_remote_code)
     data_hash = content_hash(splits)
@@ -102,12 +112,14 @@ def label(
         transfer_hash = content_hash({"transfer": Split(transfer, np.full(len(transfer), -1))})
     key = compute_key(teacher_fp, data_hash, task, max_length, augment, transfer_hash, embedding_rows)
     output_dir = Path(output_dir) if output_dir is not None else cache_dir() / "labels" / f"{task.name}-{key[:16]}"
+    if not locked and _finished(output_dir, key):  # the cache's finished label set: read, no lock needed
+        print(f"reusing label set {output_dir} (same teacher, data and settings)")
+        return LabelSet.load(output_dir)
+    if not locked:  # the cache's folder for this key, labelled now: one process at a time
+        check_output(output_dir, "label-set")
+        held.enter_context(hold_lock(output_dir, flag="label cache"))
     if check_output(output_dir, "label-set") == "ours":
-        try:
-            old = json.loads((output_dir / "manifest.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            old = {}
-        if old.get("key") == key:
+        if _finished(output_dir, key):
             print(f"reusing label set {output_dir} (same teacher, data and settings)")
             return LabelSet.load(output_dir)
         print(f"{output_dir} holds a label set for other inputs; relabelling")
@@ -214,6 +226,16 @@ def label(
     print(f"labelled {total:,} rows in {seconds:.0f}s ({total / max(seconds, 1e-9):,.0f} rows/s); teacher dev "
           f"{task.metric} {metric_txt}{test_txt}; label set in {output_dir}")
     return LabelSet.load(output_dir)
+
+
+def _finished(output_dir: Path, key: str) -> bool:
+    """Whether `output_dir` is a finished label set (its manifest, written last) with this key."""
+    if check_output(output_dir, "label-set") != "ours":
+        return False
+    try:
+        return json.loads((output_dir / "manifest.json").read_text()).get("key") == key
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def cache_dir() -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ def quiet_transformers():
 
 
 def first_line(e: Exception) -> str:
-    text = str(e).strip()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # no terminal colour codes
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
@@ -117,6 +118,8 @@ def load_model(name: str, task: Task, trust_remote_code: bool = False):
                            f"({first_line(e)}); fine-tune a text encoder") from None
     except OSError as e:
         raise DistillError(f"--model {name}: could not load its weights ({first_line(e)})") from None
+    except Exception as e:  # noqa: BLE001 - weights that do not fit the config, a pickle torch refuses, ...
+        raise _folder_error("--model", name, e) from None
     model.config.problem_type = "single_label_classification"
     new = sorted(set(info.get("missing_keys", ())) | {k[0] if isinstance(k, tuple) else k
                                                       for k in info.get("mismatched_keys", ())})
@@ -125,6 +128,21 @@ def load_model(name: str, task: Task, trust_remote_code: bool = False):
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _folder_error(flag: str, name: str, e: Exception) -> DistillError:
+    """A local model folder that transformers cannot load, on one line, with the likely fix."""
+    text = str(e)
+    if "weights_only" in text or "torch.load" in text or "pickle" in text.lower():
+        why = ("its weights are a pickled pytorch_model.bin, which torch no longer loads safely; save the model "
+               "again with save_pretrained (safetensors), or convert the file to model.safetensors")
+    elif "size mismatch" in text or "shape" in text or "mismatched_sizes" in text:
+        why = ("its weights do not fit its config.json (e.g. num_labels / id2label says another number of labels "
+               "than the classifier head has); fix config.json or save the model again")
+    else:
+        why = "the folder is damaged or incomplete; save the model again with save_pretrained"
+    detail = first_line(e).split(" For details")[0][:160]  # transformers' report it points to is silenced
+    return DistillError(f"{flag} {name} cannot be loaded ({type(e).__name__}: {detail}): {why}")
 
 
 def _hub_error(name: str, e: Exception) -> DistillError:
@@ -142,11 +160,16 @@ def load_teacher(name: str, task: Task, device: torch.device | None = None,
     if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
         raise DistillError(f"--teacher {name}: no such folder; pass a local model folder or a hub id")
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name, trust_remote_code=trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        with quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                name, trust_remote_code=trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
+        if Path(name).expanduser().is_dir():
+            raise _folder_error("--teacher", name, e) from None
         raise _hub_error(name, e) from None
+    except Exception as e:  # noqa: BLE001 - weights that do not fit the config (a 2-row head, 3 labels), ...
+        raise _folder_error("--teacher", name, e) from None
     check_teacher_labels(model.config, task, name)
     model.eval().to(device or default_device())
     return model, tokenizer

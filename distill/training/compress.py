@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import students
-from distill.cli import _help, build_parser, run_command
+from distill.cli import _help, build_parser, check_finite, run_command
 from distill.data.metrics import compute_metric
 from distill.errors import DistillError
 from distill.outputs import check_output, staged
@@ -60,6 +60,7 @@ class CompressArgs:
     no_progress: bool = field(default=False, metadata=_help("no progress bars"))
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.method not in METHODS:
             raise DistillError(f"--method {self.method}: choose one of: {', '.join(METHODS)}")
         if self.embedding_rank < 1:

@@ -211,7 +211,7 @@ def test_predict_reads_stdin_and_runs_an_onnx_bundle_without_torch(onnx_bundles)
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert len(lines) == 2 and lines[1].endswith("dull plot")
+    assert len(lines) == 3 and lines[1] == "" and lines[2].endswith("dull plot")  # one line per input line
 
 
 @needs_onnx
