@@ -24,7 +24,7 @@ import torch
 import students
 from distill.cli import AugmentFlags, DataFlags, _help, build_parser, command_line, run_command
 from distill.data.metrics import compute_metric
-from distill.data.tasks import default_task_name
+from distill.data.tasks import default_task_name, safe_name
 from distill.data.vocab import prune_tokenizer, token_counts
 from distill.errors import DistillError
 from distill.outputs import begin_output, clear_output, resumable_output
@@ -232,7 +232,7 @@ def run(args: TrainArgs) -> dict:
     task_name = None if args.labels and not args.task else default_task_name(args.task, args.data, args.text_column)
     if args.output_dir is None and task_name is None:
         task_name = LabelSet.load(args.labels).task.name
-    out = Path(args.output_dir or f"runs/{task_name}-{args.student}")
+    out = Path(args.output_dir or f"runs/{safe_name(task_name)}-{args.student}")
     resume = resumable_output(out, KIND, "config.json", args.identity(), args.resume, args.overwrite) is not None
 
     ls = label_set_for(args, device)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,13 @@ def _require(fmt: str) -> None:
 # ============================================================================ the pipeline
 
 
+def predict_command(out: Path, pair: bool) -> str:
+    """The `python -m distill.predict` command that classifies an example text with the bundle in `out`
+    (a pair as 'first<TAB>second', written $'...\\t...' for bash)."""
+    text = "$'a first text\\ta second text'" if pair else "'some text'"
+    return f"python -m distill.predict {shlex.quote(str(out))} {text}"
+
+
 def default_output_dir(args: ExportArgs) -> Path:
     name = Path(args.run_dir.rstrip("/")).name or "student"
     return Path("exports") / f"{name}-{args.format}{'-int8' if args.quantize == 'int8' else ''}"
@@ -180,7 +188,7 @@ def run(args: ExportArgs) -> dict:
           f"{pct(par['bundle_metric'])} (PyTorch {pct(par['pytorch_metric'])})")
     lat = ", ".join(f"batch {k[1:]} {v:.2f} ms" for k, v in meta["latency_ms"].items())
     print(f"latency at {meta['timing']['length']} tokens, {args.threads} thread(s): {lat}")
-    print(f"run it: python -m distill.predict {out} \"some text\"")
+    print(f"run it:\n  {predict_command(out, pair)}")
     return meta
 
 

@@ -26,7 +26,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from string import Template
 
@@ -37,7 +37,7 @@ from distill.cli import DataFlags, _help, build_parser, run_command
 from distill.data.batching import Encoded, encode_sequences, length_bucketed_batches
 from distill.data.metrics import compute_metric
 from distill.data.readers import check_classes, content_hash
-from distill.data.tasks import GLUE_TASKS, Split, Task
+from distill.data.tasks import Split, Task, safe_name
 from distill.errors import DistillError
 from distill.io import atomic_write_json, atomic_write_text
 from distill.outputs import begin_output, clear_output, resumable_output, staged
@@ -239,16 +239,19 @@ def _subset(split: Split, n: int, seed: int) -> Split:
     return Split([split.texts[i] for i in idx], split.labels[idx], split.source)
 
 
+def distil_command(data_flags: dict, task_name: str, out: Path) -> str:
+    """The `python -m distill.train` command that distils the teacher in `out` on the same data: every
+    data flag the fine-tuning got (--data, the columns, --test, --validation-fraction) and the task."""
+    from distill.train import TrainArgs
+
+    names = {f.name for f in fields(DataFlags)}
+    flags = {k: v for k, v in data_flags.items() if k in names}
+    return TrainArgs(student="bilstm", teacher=str(out), task=task_name, **flags).command()
+
+
 def _readme(record: dict, out: Path) -> str:
     """The teacher folder's README.md, from README.template.md beside this module."""
     task, best, s = record["task"], record["best"], record["settings"]
-    data_flags = f" --data {record['data']['source']}" if not record["data"]["source"].startswith("glue/") else ""
-    cols = ""
-    if task["name"] not in GLUE_TASKS:
-        cols = f" --text-column {task['text_columns'][0]}"
-        if len(task["text_columns"]) == 2:
-            cols += f" --text-pair-column {task['text_columns'][1]}"
-        cols += f" --label-column {task['label_column']}"
     template = Template((Path(__file__).parent / "README.template.md").read_text(encoding="utf-8"))
     return template.substitute(
         name=out.name, model=record["model"], task=task["name"], architecture=record["architecture"],
@@ -260,7 +263,7 @@ def _readme(record: dict, out: Path) -> str:
         batch_size=s["batch_size"], warmup=f"{100 * s['warmup_ratio']:g}", grad_clip=f"{s['grad_clip']:g}",
         max_length=record["max_length"], seed=s["seed"], device=s["device"], threads=s["threads"],
         minutes=f"{record['wall_seconds'] / 60:.1f}", record=RECORD, out=out,
-        command=f"python -m distill.train --student bilstm --teacher {out} --task {task['name']}{data_flags}{cols}")
+        command=distil_command(record["args"], task["name"], out))
 
 
 def run(args: FinetuneArgs) -> dict:
@@ -283,7 +286,7 @@ def run(args: FinetuneArgs) -> dict:
     data_hash = content_hash(splits)
     check_classes(task, splits)
     model_name = Path(args.model.rstrip("/")).name
-    out = Path(args.output_dir or f"teachers/{task.name}-{model_name}")
+    out = Path(args.output_dir or f"teachers/{safe_name(task.name)}-{model_name}")
     resume = prepare_output_dir(args, out, data_hash)
     if resume and (out / RECORD).is_file():
         record = json.loads((out / RECORD).read_text())
@@ -386,8 +389,8 @@ def run(args: FinetuneArgs) -> dict:
         atomic_write_text(tmp / "README.md", _readme(record, out))
     print(f"best dev {task.metric} {r.best_metric:.4f} at step {r.best_step} of {record['settings']['total_steps']} "
           f"(epoch {r.best_epoch}); {r.seconds / 60:.1f} min of training")
-    print(f"saved the teacher to {out}/ ({RECORD}, README.md, tb/); distil it with: python -m distill.train "
-          f"--student bilstm --teacher {out} --task {task.name}" + (f" --data {args.data}" if args.data else ""))
+    print(f"saved the teacher to {out}/ ({RECORD}, README.md, tb/); distil it with:\n"
+          f"  {distil_command(asdict(args), task.name, out)}")
     return record
 
 

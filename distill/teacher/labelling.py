@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from distill.data.augment import MASK, AugmentConfig, augment_split, rules
 from distill.data.readers import content_hash
-from distill.data.tasks import Split, Task
+from distill.data.tasks import Split, Task, glue_key, safe_name
 from distill.errors import DistillError
 from distill.outputs import check_output, staged
 from distill.teacher.labelset import DEFAULT_LABELS, FORMAT_VERSION, LabelSet, write_label_set
@@ -101,7 +101,9 @@ def label(
     if transfer:
         transfer_hash = content_hash({"transfer": Split(transfer, np.full(len(transfer), -1))})
     key = compute_key(teacher_fp, data_hash, task, max_length, augment, transfer_hash, embedding_rows)
-    output_dir = Path(output_dir) if output_dir is not None else cache_dir() / "labels" / f"{task.name}-{key[:16]}"
+    if output_dir is None:
+        output_dir = cache_dir() / "labels" / f"{safe_name(task.name)}-{key[:16]}"
+    output_dir = Path(output_dir)
     if check_output(output_dir, "label-set") == "ours":
         try:
             old = json.loads((output_dir / "manifest.json").read_text())
@@ -242,7 +244,7 @@ def label_set_for(args, device: torch.device) -> LabelSet:
             raise DistillError(f"the shipped label set is missing from {DEFAULT_LABELS}; reinstall "
                                "the package, or pass --teacher or --labels")
         ls = LabelSet.load(DEFAULT_LABELS)
-    if args.task and args.task.lower().replace("-", "") != ls.task.name:
+    if args.task and args.task != ls.task.name and glue_key(args.task) != ls.task.name:
         raise DistillError(f"--task {args.task} does not match the label set's task "
                            f"'{ls.task.name}' ({ls.path}); pass --teacher with --task, or other --labels")
     return ls

@@ -148,3 +148,17 @@ def test_bucketed_batches_cover_every_row_once():
     for rng in (None, np.random.default_rng(1)):
         batches = length_bucketed_batches(lengths, 32, rng)
         assert sorted(np.concatenate(batches).tolist()) == list(range(1003))
+
+
+def test_a_custom_task_keeps_its_folders_name_and_glue_names_match_in_any_case(tmp_path, capsys):
+    from distill.data.tasks import default_task_name, safe_name
+
+    assert resolve_task("SST-2").name == "sst2" and resolve_task("Rte").name == "rte"
+    assert resolve_task("trec-tsv", ("text",), "label").name == "trec-tsv"
+    name = default_task_name(None, str(tmp_path / "trec-tsv"), ("text",))
+    assert name == "trec-tsv"
+    assert capsys.readouterr().out == "task trec-tsv (from the --data folder's name; --task to change it)\n"
+    default_task_name(None, str(tmp_path / "trec-tsv"), ("text",))
+    assert capsys.readouterr().out == ""  # said once
+    assert default_task_name("mine", str(tmp_path / "trec-tsv"), ("text",)) == "mine"
+    assert safe_name("my tickets/v2") == "my_tickets_v2" and safe_name("trec-tsv") == "trec-tsv"
