@@ -28,10 +28,11 @@ class Parser(argparse.ArgumentParser):
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Keeps the description's line breaks (its examples); shows a flag's default unless it is
-    None/False or the help already says it."""
+    None/False (0 is shown) or the help already says it."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+        # `is`, not `in`: 0 == False, and a default of 0 is worth showing
+        if any(action.default is x for x in (None, False, argparse.SUPPRESS)) or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -78,6 +79,51 @@ def command_line(prog: str, args, skip: tuple[str, ...] = (), positional: tuple[
         else:
             parts += [flag, shlex.quote(str(value))]
     return " ".join(parts)
+
+
+class _LineStream:
+    """A stream for tqdm where stderr is not a terminal (a log file, CI): each redraw becomes one whole
+    line, with no carriage returns to pile up, and blank clears are dropped."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").replace("\x1b[A", "").strip("\n")
+        if text.strip():
+            self.stream.write(text.rstrip() + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+LOG_INTERVAL_S = 30.0  # seconds between progress lines where stderr is not a terminal
+
+
+def progress_bar(*args, **kwargs):
+    """A tqdm bar: redrawn in place on a terminal; elsewhere one line at most every 30 s (plus the first
+    and the last), so logs stay readable. Takes tqdm's arguments."""
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        return tqdm(*args, **kwargs)
+    from tqdm import tqdm
+
+    kwargs["mininterval"] = max(kwargs.get("mininterval") or 0.0, LOG_INTERVAL_S)
+    kwargs["maxinterval"] = max(kwargs.get("maxinterval") or 0.0, kwargs["mininterval"])
+    kwargs.setdefault("file", _LineStream(sys.stderr))
+    kwargs.setdefault("ncols", 100)
+    kwargs["dynamic_ncols"] = False
+    return tqdm(*args, **kwargs)
+
+
+def quiet_progress(no_progress: bool) -> None:
+    """With --no-progress (or where stderr is not a terminal), no progress bars from transformers either
+    (its `Loading weights` and `Writing model shards` bars)."""
+    if no_progress or not sys.stderr.isatty():
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def run_command(fn: Callable[[], object], on_interrupt: str | None = "rerun the same command to resume"):

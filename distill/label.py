@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from distill.cli import AugmentFlags, DataFlags, _help, build_parser, run_command
+from distill.cli import AugmentFlags, DataFlags, _help, build_parser, quiet_progress, run_command
 from distill.data.readers import read_transfer_file
 from distill.errors import DistillError
 
@@ -63,6 +63,7 @@ def label_main(argv: list[str] | None = None):
 
     ns = build_parser(LabelArgs, "python -m distill.label", __doc__.split("\n\n")[0]).parse_args(argv)
     args = LabelArgs(**vars(ns))
+    quiet_progress(args.no_progress)
     if args.threads:
         torch.set_num_threads(args.threads)
     task, splits = args.load_data(args.task)

@@ -33,9 +33,9 @@ from string import Template
 import numpy as np
 import torch
 
-from distill.cli import DataFlags, _help, build_parser, run_command
+from distill.cli import DataFlags, _help, build_parser, quiet_progress, run_command
 from distill.data.batching import Encoded, encode_sequences, length_bucketed_batches
-from distill.data.metrics import compute_metric
+from distill.data.metrics import compute_metric, learned_nothing, majority_baseline
 from distill.data.readers import check_classes, content_hash
 from distill.data.tasks import Split, Task, safe_name
 from distill.errors import DistillError
@@ -268,6 +268,7 @@ def _readme(record: dict, out: Path) -> str:
 
 def run(args: FinetuneArgs) -> dict:
     """The whole command; returns the record written to finetune.json."""
+    quiet_progress(args.no_progress)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -354,12 +355,19 @@ def run(args: FinetuneArgs) -> dict:
         atomic_write_json(out / RECORD, record)
 
     r = train(model, train_data, dev, args, task.metric, left, device, out)
+    has = dev.labels >= 0
+    dev_pred = predict(model, dev, args.eval_batch_size, left, device).argmax(1)[has]
+    baseline = majority_baseline(task.metric, dev.labels[has], train_data.labels)
+    warning = learned_nothing(task.metric, r.best_metric, dev_pred, dev.labels[has], train_data.labels,
+                              task.label_names)
 
     record |= {
         "status": "finished",
         "dev_metric": r.best_metric,
         "metric": task.metric,
         "best": {"step": r.best_step, "epoch": r.best_epoch, "dev_metric": r.best_metric},
+        "majority_baseline": baseline,
+        "warning": warning,
         "history": [h | {"seconds": t} for h, t in zip(r.history, r.eval_seconds)],
         "settings": {**asdict(args), "total_steps": r.total_steps, "steps_per_epoch":
                      r.steps_per_epoch, "eval_every": r.eval_every, "warmup_steps": r.warmup_steps,
@@ -388,9 +396,12 @@ def run(args: FinetuneArgs) -> dict:
         atomic_write_json(tmp / RECORD, record)
         atomic_write_text(tmp / "README.md", _readme(record, out))
     print(f"best dev {task.metric} {r.best_metric:.4f} at step {r.best_step} of {record['settings']['total_steps']} "
-          f"(epoch {r.best_epoch}); {r.seconds / 60:.1f} min of training")
+          f"(epoch {r.best_epoch}; majority-class baseline {baseline:.4f}); {r.seconds / 60:.1f} min of training")
     print(f"saved the teacher to {out}/ ({RECORD}, README.md, tb/); distil it with:\n"
           f"  {distil_command(asdict(args), task.name, out)}")
+    if warning:
+        print(f"warning: this teacher seems to have learned nothing: {warning}. Distilling it will not help; try "
+              "more --epochs, another --lr (1e-5 to 5e-5 for a full-size encoder), or check the labels")
     return record
 
 

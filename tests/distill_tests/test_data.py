@@ -162,3 +162,18 @@ def test_a_custom_task_keeps_its_folders_name_and_glue_names_match_in_any_case(t
     assert capsys.readouterr().out == ""  # said once
     assert default_task_name("mine", str(tmp_path / "trec-tsv"), ("text",)) == "mine"
     assert safe_name("my tickets/v2") == "my_tickets_v2" and safe_name("trec-tsv") == "trec-tsv"
+
+
+def test_a_model_that_learned_nothing_is_flagged():
+    from distill.data.metrics import learned_nothing, majority_baseline
+
+    gold = np.array([0] * 70 + [1] * 30)
+    assert majority_baseline("accuracy", gold) == pytest.approx(0.7)
+    assert majority_baseline("mcc", gold) == 0.0
+    same = np.zeros(100, dtype=np.int64)
+    why = learned_nothing("accuracy", 0.7, same, gold, label_names=("neg", "pos"))
+    assert "majority class (70.00%)" in why and "predicts 'neg' for 100.0% of the dev rows" in why
+    good = gold.copy()
+    good[:5] = 1
+    assert learned_nothing("accuracy", 0.95, good, gold) is None
+    assert "0.05 above" in learned_nothing("mcc", 0.04, good, gold)

@@ -272,3 +272,12 @@ def test_printed_commands_run_as_printed(encoder, tmp_path, capsys, monkeypatch)
     assert argv[:3] == ["python", "-m", "distill.predict"] and argv[3] == "exports/small run-onnx"
     predict_main(argv[3:])
     assert capsys.readouterr().out.split("\t")[0] in ("billing", "sales", "tech")
+
+
+def test_a_teacher_that_learned_nothing_is_flagged(encoder, tmp_path, capsys):
+    data = write_tickets(tmp_path / "tickets", n_train=24, n_dev=12)
+    record = run_main(["--model", encoder, "--data", data, "--text-column", "body", "--label-column", "queue",
+                       "--output-dir", tmp_path / "t", "--max-steps", "1", *FAST, "--lr", "1e-9"])
+    out = capsys.readouterr().out
+    assert record["majority_baseline"] == pytest.approx(1 / 3) and record["warning"]
+    assert "warning: this teacher seems to have learned nothing:" in out and "majority-class baseline" in out
