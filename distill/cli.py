@@ -162,12 +162,53 @@ class DataFlags:
         "when the data has no dev split: hold out this fraction of the training rows (seeded) as dev, "
         "before any augmentation, so no copy of a dev row is trained on"))
 
-    def data_task(self, task: str | None):
-        """The Task of --task (default: the --data folder's name for custom data, else sst2) and these flags."""
-        from distill.data.tasks import default_task_name, resolve_task
+    format: str = field(default="auto", metadata=_help(
+        "file format of --data: 'auto' (by suffix; a .txt/.ft file of `<label> <text>` lines is fastText's) or "
+        "'fasttext' (train.txt, dev.txt: `__label__x some text` or `x some text` lines; columns text and label)"))
+    dataset: str | None = field(default=None, metadata=_help(
+        "instead of --data: anything datasets.load_dataset takes (a hub id, a folder of parquet/csv/json "
+        "files, a builder such as 'csv') or a folder saved with save_to_disk; its train, validation (or dev) "
+        "and test splits, with the columns named by --text-column and --label-column"))
+    dataset_config: str | None = field(default=None, metadata=_help(
+        "the configuration (second argument) of --dataset, e.g. a GLUE task name"))
 
+    @property
+    def data_source(self) -> str | None:
+        """Where custom data comes from (--data or --dataset), or None for GLUE from the hub."""
+        if self.dataset:
+            return self.dataset + (f" ({self.dataset_config})" if self.dataset_config else "")
+        return self.data
+
+    def columns(self) -> tuple[tuple[str, ...] | None, str | None]:
+        """(text columns, label column) these flags name; fastText files have `text` and `label`."""
         cols = tuple(c for c in (self.text_column, self.text_pair_column) if c) or None
-        return resolve_task(default_task_name(task, self.data, cols), cols, self.label_column)
+        if cols is None and self.data and not self.dataset:
+            from pathlib import Path
+
+            from distill.data.readers import FASTTEXT_COLUMNS, find_split_file, is_fasttext
+
+            if self.format == "fasttext" or is_fasttext(find_split_file(Path(self.data), "train")):
+                return (FASTTEXT_COLUMNS[0],), self.label_column or FASTTEXT_COLUMNS[1]
+        return cols, self.label_column
+
+    def data_task(self, task: str | None):
+        """The Task of --task (default: the --data folder's (or --dataset's) name for custom data, else sst2)
+        and these flags."""
+        from distill.data.tasks import resolve_task
+
+        if self.format not in ("auto", "fasttext"):
+            raise DistillError(f"--format {self.format}: choose 'auto' or 'fasttext'")
+        if self.data and self.dataset:
+            raise DistillError("give --data or --dataset, not both")
+        cols, label_column = self.columns()
+        return resolve_task(self.task_name(task), cols, label_column)
+
+    def task_name(self, task: str | None) -> str:
+        """--task, or for custom data the --data folder's (or --dataset's) name, said once; else sst2."""
+        from distill.data.tasks import default_task_name
+
+        where = self.data or (self.dataset.rstrip("/") if self.dataset else None)
+        return default_task_name(task, where, self.columns()[0])
 
     def load_data(self, task: str | None):
         """(task, splits) these flags name: train, dev (or held out from train) and a labelled test if any."""
@@ -175,7 +216,8 @@ class DataFlags:
 
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise DistillError(f"--validation-fraction {self.validation_fraction} must be between 0 and 1")
-        return load_splits(self.data_task(task), self.data, self.test, self.validation_fraction)
+        return load_splits(self.data_task(task), self.data, self.test, self.validation_fraction,
+                           dataset=self.dataset, dataset_config=self.dataset_config)
 
 
 DEFAULT_MAX_TRANSFER_ROWS = 250_000

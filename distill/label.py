@@ -73,7 +73,7 @@ def label_main(argv: list[str] | None = None):
     return labelling.label(
         args.teacher, task, splits, args.output_dir, max_length=args.max_length,
         batch_size=args.batch_size, device=device, trust_remote_code=args.trust_remote_code,
-        data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
+        data_source=args.data_source or f"glue/{task.name}", progress=not args.no_progress,
         augment=augment, transfer=transfer, transfer_source=args.transfer_file or "",
         embedding_rows=args.embedding_rows)
 

@@ -24,7 +24,7 @@ import torch
 import students
 from distill.cli import AugmentFlags, DataFlags, _help, build_parser, command_line, quiet_progress, run_command
 from distill.data.metrics import compute_metric
-from distill.data.tasks import default_task_name, safe_name
+from distill.data.tasks import safe_name
 from distill.data.vocab import prune_tokenizer, token_counts
 from distill.errors import DistillError
 from distill.outputs import begin_output, clear_output, resumable_output
@@ -165,7 +165,7 @@ class TrainArgs(AugmentFlags, DataFlags):
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other"),
             (not (self.teacher and self.labels), "give --teacher or --labels, not both"),
-            (not (self.data and not self.teacher and not self.gold_only), "--data needs --teacher: the teacher "
+            (not (self.data_source and not self.teacher and not self.gold_only), "--data needs --teacher: the teacher "
              "labels it (or label it first with `python -m distill.label`, then pass --labels; or train a "
              "gold-only baseline with --alpha 1)"),
             (not ((self.augment not in (None, "none") or self.transfer_file) and not self.teacher),
@@ -191,7 +191,7 @@ class TrainArgs(AugmentFlags, DataFlags):
     @property
     def gold_only(self) -> bool:
         """A baseline on the gold labels alone: --data and --alpha 1, with neither --teacher nor --labels."""
-        return bool(self.data) and self.alpha == 1.0 and not self.teacher and not self.labels
+        return bool(self.data_source) and self.alpha == 1.0 and not self.teacher and not self.labels
 
     def fit_config(self, device: str, epochs: int) -> FitConfig:
         return FitConfig(
@@ -238,7 +238,7 @@ def run(args: TrainArgs) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DistillError("--device cuda, but torch sees no GPU; drop --device or use cpu")
-    task_name = None if args.labels and not args.task else default_task_name(args.task, args.data, args.text_column)
+    task_name = None if args.labels and not args.task else args.task_name(args.task)
     if args.output_dir is None and task_name is None:
         task_name = LabelSet.load(args.labels).task.name
     out = Path(args.output_dir or f"runs/{safe_name(task_name)}-{args.student}")

@@ -118,7 +118,7 @@ class FinetuneArgs(DataFlags):
             (self.device in (None, "cpu", "cuda"), f"--device {self.device}: choose cpu or cuda"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other"),
             (not (self.text_pair_column and not self.text_column), "--text-pair-column needs --text-column"),
-            (not (self.text_column and not self.data), "--text-column needs --data: the folder holding "
+            (not (self.text_column and not self.data_source), "--text-column needs --data: the folder holding "
              "train and dev files with that column"),
         ]
         for ok, message in checks:
@@ -342,7 +342,7 @@ def run(args: FinetuneArgs) -> dict:
         "params": params,
         "new_weights": new_keys,
         "task": task.to_dict(),
-        "data": {"source": args.data or f"glue/{task.name}", "hash": data_hash,
+        "data": {"source": args.data_source or f"glue/{task.name}", "hash": data_hash,
                  "rows": {"train": len(splits["train"]), "train_used": len(train_data),
                           "train_unlabelled": unlabelled, "dev": len(dev)}},
         "max_length": max_length,

@@ -282,15 +282,15 @@ def label_set_for(args, device: torch.device) -> LabelSet:
     elif getattr(args, "gold_only", False):
         task, splits = args.load_data(args.task)
         print("no teacher: a gold-only baseline on the gold labels of "
-              f"{args.data} (teacher logits zero; the report has no teacher row)")
-        ls = gold_label_set(task, splits, args.data or f"glue/{task.name}")
+              f"{args.data_source} (teacher logits zero; the report has no teacher row)")
+        ls = gold_label_set(task, splits, args.data_source or f"glue/{task.name}")
     elif args.teacher:
         task, splits = args.load_data(args.task)
         transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
         augment = args.augment_config(len(splits["train"]), task.pair, len(transfer or ()))
         ls = label(args.teacher, task, splits, None, max_length=args.teacher_max_length,
                    batch_size=args.label_batch_size, device=device, trust_remote_code=args.trust_remote_code,
-                   data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
+                   data_source=args.data_source or f"glue/{task.name}", progress=not args.no_progress,
                    augment=augment, transfer=transfer, transfer_source=args.transfer_file or "")
     else:
         if not (DEFAULT_LABELS / "manifest.json").is_file():
