@@ -29,10 +29,11 @@ class Parser(argparse.ArgumentParser):
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Keeps the description's line breaks (its examples); shows a flag's default unless it is
-    None/False or the help already says it."""
+    None/False (0 is shown) or the help already says it."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+        # `is`, not `in`: 0 == False, and a default of 0 is worth showing
+        if any(action.default is x for x in (None, False, argparse.SUPPRESS)) or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -81,6 +82,51 @@ def command_line(prog: str, args, skip: tuple[str, ...] = (), positional: tuple[
     return " ".join(parts)
 
 
+class _LineStream:
+    """A stream for tqdm where stderr is not a terminal (a log file, CI): each redraw becomes one whole
+    line, with no carriage returns to pile up, and blank clears are dropped."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").replace("\x1b[A", "").strip("\n")
+        if text.strip():
+            self.stream.write(text.rstrip() + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+LOG_INTERVAL_S = 30.0  # seconds between progress lines where stderr is not a terminal
+
+
+def progress_bar(*args, **kwargs):
+    """A tqdm bar: redrawn in place on a terminal; elsewhere one line at most every 30 s (plus the first
+    and the last), so logs stay readable. Takes tqdm's arguments."""
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        return tqdm(*args, **kwargs)
+    from tqdm import tqdm
+
+    kwargs["mininterval"] = max(kwargs.get("mininterval") or 0.0, LOG_INTERVAL_S)
+    kwargs["maxinterval"] = max(kwargs.get("maxinterval") or 0.0, kwargs["mininterval"])
+    kwargs.setdefault("file", _LineStream(sys.stderr))
+    kwargs.setdefault("ncols", 100)
+    kwargs["dynamic_ncols"] = False
+    return tqdm(*args, **kwargs)
+
+
+def quiet_progress(no_progress: bool) -> None:
+    """With --no-progress (or where stderr is not a terminal), no progress bars from transformers either
+    (its `Loading weights` and `Writing model shards` bars)."""
+    if no_progress or not sys.stderr.isatty():
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def run_command(fn: Callable[[], object], on_interrupt: str | None = "rerun the same command to resume"):
     """Run a command's body: a DistillError becomes `error: ...` on one line and exit code 2; Ctrl-C exits
     130 (saying `on_interrupt`, if given); a closed output pipe (`... | head`) ends quietly."""
@@ -125,12 +171,53 @@ class DataFlags:
         "when the data has no dev split: hold out this fraction of the training rows (seeded) as dev, "
         "before any augmentation, so no copy of a dev row is trained on"))
 
-    def data_task(self, task: str | None):
-        """The Task of --task (default: the --data folder's name for custom data, else sst2) and these flags."""
-        from distill.data.tasks import default_task_name, resolve_task
+    format: str = field(default="auto", metadata=_help(
+        "file format of --data: 'auto' (by suffix; a .txt/.ft file of `<label> <text>` lines is fastText's) or "
+        "'fasttext' (train.txt, dev.txt: `__label__x some text` or `x some text` lines; columns text and label)"))
+    dataset: str | None = field(default=None, metadata=_help(
+        "instead of --data: anything datasets.load_dataset takes (a hub id, a folder of parquet/csv/json "
+        "files, a builder such as 'csv') or a folder saved with save_to_disk; its train, validation (or dev) "
+        "and test splits, with the columns named by --text-column and --label-column"))
+    dataset_config: str | None = field(default=None, metadata=_help(
+        "the configuration (second argument) of --dataset, e.g. a GLUE task name"))
 
+    @property
+    def data_source(self) -> str | None:
+        """Where custom data comes from (--data or --dataset), or None for GLUE from the hub."""
+        if self.dataset:
+            return self.dataset + (f" ({self.dataset_config})" if self.dataset_config else "")
+        return self.data
+
+    def columns(self) -> tuple[tuple[str, ...] | None, str | None]:
+        """(text columns, label column) these flags name; fastText files have `text` and `label`."""
         cols = tuple(c for c in (self.text_column, self.text_pair_column) if c) or None
-        return resolve_task(default_task_name(task, self.data, cols), cols, self.label_column)
+        if cols is None and self.data and not self.dataset:
+            from pathlib import Path
+
+            from distill.data.readers import FASTTEXT_COLUMNS, find_split_file, is_fasttext
+
+            if self.format == "fasttext" or is_fasttext(find_split_file(Path(self.data), "train")):
+                return (FASTTEXT_COLUMNS[0],), self.label_column or FASTTEXT_COLUMNS[1]
+        return cols, self.label_column
+
+    def data_task(self, task: str | None):
+        """The Task of --task (default: the --data folder's (or --dataset's) name for custom data, else sst2)
+        and these flags."""
+        from distill.data.tasks import resolve_task
+
+        if self.format not in ("auto", "fasttext"):
+            raise DistillError(f"--format {self.format}: choose 'auto' or 'fasttext'")
+        if self.data and self.dataset:
+            raise DistillError("give --data or --dataset, not both")
+        cols, label_column = self.columns()
+        return resolve_task(self.task_name(task), cols, label_column)
+
+    def task_name(self, task: str | None) -> str:
+        """--task, or for custom data the --data folder's (or --dataset's) name, said once; else sst2."""
+        from distill.data.tasks import default_task_name
+
+        where = self.data or (self.dataset.rstrip("/") if self.dataset else None)
+        return default_task_name(task, where, self.columns()[0])
 
     def load_data(self, task: str | None):
         """(task, splits) these flags name: train, dev (or held out from train) and a labelled test if any."""
@@ -138,7 +225,8 @@ class DataFlags:
 
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise DistillError(f"--validation-fraction {self.validation_fraction} must be between 0 and 1")
-        return load_splits(self.data_task(task), self.data, self.test, self.validation_fraction)
+        return load_splits(self.data_task(task), self.data, self.test, self.validation_fraction,
+                           dataset=self.dataset, dataset_config=self.dataset_config)
 
 
 DEFAULT_MAX_TRANSFER_ROWS = 250_000

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from distill.cli import AugmentFlags, DataFlags, _help, build_parser, run_command
+from distill.cli import AugmentFlags, DataFlags, _help, build_parser, quiet_progress, run_command
 from distill.data.readers import read_transfer_file
 from distill.errors import DistillError
 from distill.outputs import check_output
@@ -65,6 +65,7 @@ def label_main(argv: list[str] | None = None):
 
     ns = build_parser(LabelArgs, "python -m distill.label", __doc__.split("\n\n")[0]).parse_args(argv)
     args = LabelArgs(**vars(ns))
+    quiet_progress(args.no_progress)
     if args.threads:
         torch.set_num_threads(args.threads)
     check_output(Path(args.output_dir), "label-set")  # a file or a foreign folder in the way: before any work
@@ -75,7 +76,7 @@ def label_main(argv: list[str] | None = None):
     return labelling.label(
         args.teacher, task, splits, args.output_dir, max_length=args.max_length,
         batch_size=args.batch_size, device=device, trust_remote_code=args.trust_remote_code,
-        data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
+        data_source=args.data_source or f"glue/{task.name}", progress=not args.no_progress,
         augment=augment, transfer=transfer, transfer_source=args.transfer_file or "",
         embedding_rows=args.embedding_rows)
 

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 import students
-from distill.cli import AugmentFlags, DataFlags, _help, build_parser, command_line, run_command
+from distill.cli import AugmentFlags, DataFlags, _help, build_parser, command_line, quiet_progress, run_command
 from distill.data.metrics import compute_metric
-from distill.data.tasks import default_task_name
+from distill.data.tasks import safe_name
 from distill.data.vocab import prune_tokenizer, token_counts
 from distill.errors import DistillError
 from distill.outputs import begin_output, check_output, clear_output, discard_fresh, hold_lock, resumable_output
-from distill.teacher.labelling import label_set_for
+from distill.teacher.labelling import label_set_for, teacher_summary
 from distill.teacher.labelset import ORIGINS, LabelSet
 from distill.training.embeddings import INITS
 from distill.training.fit import FitConfig, fit, predict
@@ -183,8 +183,9 @@ class TrainArgs(AugmentFlags, DataFlags):
             (self.eval_every is None or self.eval_every >= 1, f"--eval-every {self.eval_every} must be >= 1"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other"),
             (not (self.teacher and self.labels), "give --teacher or --labels, not both"),
-            (not (self.data and not self.teacher), "--data needs --teacher: the teacher labels it "
-             "(or label it first with `python -m distill.label`, then pass --labels)"),
+            (not (self.data_source and not self.teacher and not self.gold_only), "--data needs --teacher: the teacher "
+             "labels it (or label it first with `python -m distill.label`, then pass --labels; or train a "
+             "gold-only baseline with --alpha 1)"),
             (not ((self.augment not in (None, "none") or self.transfer_file) and not self.teacher),
              "--augment and --transfer-file need --teacher: the teacher labels the new texts "
              "(or label with `python -m distill.label --augment tang`, then pass --labels)"),
@@ -193,6 +194,8 @@ class TrainArgs(AugmentFlags, DataFlags):
         for ok, message in checks:
             if not ok:
                 raise DistillError(message)
+        if self.gold_only and self.tokenizer == "teacher":
+            self.tokenizer = "word"  # no teacher, no teacher tokenizer (run() says so)
         if self.tokenizer == "word" and self.embedding_init.startswith("teacher-"):
             raise DistillError(f"--embedding-init {self.embedding_init} needs the teacher's tokenizer: "
                                "its rows are the teacher's tokens, and a word-level vocabulary has no "
@@ -208,6 +211,11 @@ class TrainArgs(AugmentFlags, DataFlags):
             raise DistillError(f"--prune-min-count {self.prune_min_count} must be >= 1")
         if self.prune_min_count > 1 and not self.prune_vocab:
             raise DistillError("--prune-min-count needs --prune-vocab")
+
+    @property
+    def gold_only(self) -> bool:
+        """A baseline on the gold labels alone: --data and --alpha 1, with neither --teacher nor --labels."""
+        return bool(self.data_source) and self.alpha == 1.0 and not self.teacher and not self.labels
 
     def fit_config(self, device: str, epochs: int) -> FitConfig:
         return FitConfig(
@@ -264,15 +272,16 @@ def test_line(test: dict, metric: str) -> str:
 
 def run(args: TrainArgs) -> dict:
     """The whole pipeline; returns the report."""
+    quiet_progress(args.no_progress)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DistillError("--device cuda, but torch sees no GPU; drop --device or use cpu")
-    task_name = None if args.labels and not args.task else default_task_name(args.task, args.data, args.text_column)
+    task_name = None if args.labels and not args.task else args.task_name(args.task)
     if args.output_dir is None and task_name is None:
         task_name = LabelSet.load(args.labels).task.name
-    out = Path(args.output_dir or f"runs/{task_name}-{args.student}")
+    out = Path(args.output_dir or f"runs/{safe_name(task_name)}-{args.student}")
     state = check_output(out, KIND)  # before any work: a file or a foreign folder in the way is one line
     with hold_lock(out):  # a second run on the same folder is refused at once
         return _run(args, device, out, state)
@@ -282,6 +291,9 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
     """The pipeline once `out` is checked and locked."""
     resume = resumable_output(out, KIND, "config.json", args.identity(), args.resume, args.overwrite) is not None
 
+    if args.gold_only:
+        print("no teacher: the student reads words (--tokenizer word) and its embeddings start random "
+              "(--embedding-init random)")
     ls = label_set_for(args, device)
     tok = make_tokenizer(args, ls)
     train, counts = training_rows(args, ls, tok)
@@ -299,8 +311,12 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
           f"({model.num_parameters(exclude_embeddings=True):,} without embeddings), "
           f"{tok.kind} tokenizer ({tok.vocab_size:,} tokens), embeddings {init}; "
           f"{len(train):,} training rows ({counts[0]:,} original, {counts[1]:,} augmented, "
-          f"{counts[2]:,} transfer) from {ls.path} (teacher {ls.teacher.get('name')})")
+          f"{counts[2]:,} transfer) from {ls.path} "
+          + ("(gold labels only)" if ls.teacher.get("gold_only") else f"(teacher {ls.teacher.get('name')})"))
 
+    summary = teacher_summary(ls)
+    if summary:
+        print(summary)
     if args.overwrite:
         clear_output(out, KIND)
     begin_output(out, KIND)
@@ -320,8 +336,10 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
     logits = predict(model, dev, device="cpu")
     has = dev.labels >= 0
     metric = compute_metric(ls.task.metric, logits[has].argmax(1), dev.labels[has])
-    agreement = float((logits.argmax(1) == dev.teacher_logits.argmax(1)).mean())
-    print("measuring sizes and speeds of teacher, student and reference ...")
+    agreement = (None if ls.teacher.get("gold_only") else
+                 float((logits.argmax(1) == dev.teacher_logits.argmax(1)).mean()))
+    print("measuring sizes and speeds of " + ("student and BERT-base ..." if ls.teacher.get("gold_only") else
+                                              "teacher, student and reference ..."))
     report = build_report(
         task=ls.task, teacher=ls.teacher, student_name=args.student, student=model,
         student_vocab=tok.vocab_size, teacher_length=teacher_length(ls),

@@ -89,8 +89,8 @@ done
 case "$PRECISION" in int8|fp32) ;; *) die "--precision $PRECISION: choose int8 or fp32" ;; esac
 [ -n "$SIZE$LATENCY" ] || SIZE=5
 TASK="${TASK:-$(basename "$(cd "$DATA" && pwd)")}"
-TASK="$(echo "$TASK" | tr '[:upper:]' '[:lower:]' | tr -d '-')"  # as distill.data names tasks
-OUT="${OUT:-runs/recipe-$TASK}"
+# the folder's name as it is: distill.data keeps a custom task's name (GLUE names match in any case)
+OUT="${OUT:-runs/recipe-${TASK//[^A-Za-z0-9._-]/_}}"
 
 # flags that every step that reads the data shares
 DATA_FLAGS=(--task "$TASK" --data "$DATA")

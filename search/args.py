@@ -37,9 +37,12 @@ class SearchArgs:
         "second objective of --objective pareto: 'latency' or 'size'; default: the kind of budget "
         "given, else latency"))
     max_params: int | None = field(default=None, metadata=_help(
-        "size budget: parameters, embeddings included"))
+        "size budget: parameters of the student, embeddings included (not the tokenizer or other bundle files)"))
     max_size_mb: float | None = field(default=None, metadata=_help(
-        "size budget: megabytes (10^6 bytes) of weights at --precision"))
+        "size budget: megabytes (10^6 bytes) of the student's weights alone, every parameter (embeddings "
+        "included) at --precision bytes each. The bundle folder a phone downloads is larger: it also holds "
+        "tokenizer.json (a WordPiece vocabulary of 30k tokens is ~0.7 MB; --prune-vocab or a word tokenizer "
+        "shrink it), metadata.json and the README; distill.export prints the whole folder's size"))
     precision: str = field(default="fp32", metadata=_help(
         f"bytes per parameter for --max-size-mb: {', '.join(BYTES_PER_PARAM)} (the export precision)"))
     max_latency_ms: float | None = field(default=None, metadata=_help(

@@ -24,19 +24,21 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from distill.bundle.check import DevRows, dev_rows, parity, time_bundle
 from distill.bundle.executorch import export_executorch
-from distill.bundle.files import pct, render_readme, versions, write_tokenizer
+from distill.bundle.files import render_readme, versions, write_tokenizer
 from distill.bundle.onnx import export_onnx, quantize_onnx
 from distill.bundle.policy import DEFAULT_INT8_OPS, FP32_MAX_DIFF, INT8_MIN_AGREEMENT, INT8_OPS, SLOWER_TOLERANCE
 from distill.bundle.runtime import BUNDLE_VERSION, EXTRAS, METADATA, Bundle, install_hint
 from distill.bundle.trace import length_limit, quiet
 from distill.cli import _help, run_command
 from distill.cli import build_parser as cli_parser
+from distill.data.metrics import fmt as fmt_metric
 from distill.errors import DistillError
 from distill.io import atomic_write_json, atomic_write_text
 from distill.outputs import check_output, staged
@@ -132,6 +134,13 @@ def _require(fmt: str) -> None:
 # ============================================================================ the pipeline
 
 
+def predict_command(out: Path, pair: bool) -> str:
+    """The `python -m distill.predict` command that classifies an example text with the bundle in `out`
+    (a pair as 'first<TAB>second', written $'...\\t...' for bash)."""
+    text = "$'a first text\\ta second text'" if pair else "'some text'"
+    return f"python -m distill.predict {shlex.quote(str(out))} {text}"
+
+
 def default_output_dir(args: ExportArgs) -> Path:
     name = Path(args.run_dir.rstrip("/")).name or "student"
     return Path("exports") / f"{name}-{args.format}{'-int8' if args.quantize == 'int8' else ''}"
@@ -173,14 +182,16 @@ def run(args: ExportArgs) -> dict:
     with staged(out, "bundle") as tmp:  # the whole bundle appears at once
         meta = _build(args, tmp, model, tok, config, rows, max_length, batch_size, pair, out)
     par = meta["parity"]
-    print(f"\nsaved {meta['format']} bundle ({meta['precision']}, "
-          f"{meta['model_bytes'] / 1e6:.2f} MB) to {out}/")
+    folder = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"\nsaved {meta['format']} bundle ({meta['precision']}, model {meta['model_bytes'] / 1e6:.2f} MB; "
+          f"the whole folder, what an app downloads, {folder / 1e6:.2f} MB) to {out}/")
     print(f"parity on {par['rows']} dev rows: max |logit diff| {par['max_abs_logit_diff']:.2e}, "
           f"labels agree {100 * par['label_agreement']:.2f}%, dev {par['metric']} "
-          f"{pct(par['bundle_metric'])} (PyTorch {pct(par['pytorch_metric'])})")
+          f"{fmt_metric(par['metric'], par['bundle_metric'])} "
+          f"(PyTorch {fmt_metric(par['metric'], par['pytorch_metric'])})")
     lat = ", ".join(f"batch {k[1:]} {v:.2f} ms" for k, v in meta["latency_ms"].items())
     print(f"latency at {meta['timing']['length']} tokens, {args.threads} thread(s): {lat}")
-    print(f"run it: python -m distill.predict {out} \"some text\"")
+    print(f"run it:\n  {predict_command(out, pair)}")
     return meta
 
 
@@ -297,8 +308,9 @@ def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads
         raise DistillError(
             f"int8 parity check failed: labels agree with the PyTorch student on only "
             f"{100 * par['label_agreement']:.2f}% of {par['rows']} dev rows (needs "
-            f"{100 * INT8_MIN_AGREEMENT:.0f}%; dev {par['metric']} {pct(par['bundle_metric'])} vs "
-            f"{pct(par['pytorch_metric'])}); export without --quantize for an fp32 bundle")
+            f"{100 * INT8_MIN_AGREEMENT:.0f}%; dev {par['metric']} "
+            f"{fmt_metric(par['metric'], par['bundle_metric'])} vs "
+            f"{fmt_metric(par['metric'], par['pytorch_metric'])}); export without --quantize for an fp32 bundle")
     slower = [k for k in lat if lat[k] > lat_fp32[k] * (1 + SLOWER_TOLERANCE)]
     q = {"requested": "int8", "method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights",
          "op_types": ops, **sizes, "int8_latency_ms": lat, "fp32_latency_ms": lat_fp32,

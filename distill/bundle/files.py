@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from string import Template
 
+from distill.data.metrics import fmt as fmt_metric
+
 TEMPLATES = Path(__file__).parent / "readme"
 
 
@@ -82,7 +84,8 @@ def render_readme(meta: dict) -> str:
                       "input_ids[b, 1] the second." if pair else ""),
         "parity_rows": par["rows"], "max_diff": f"{par['max_abs_logit_diff']:.2e}",
         "agreement": f"{100 * par['label_agreement']:.2f}", "metric": par["metric"],
-        "bundle_metric": pct(par["bundle_metric"]), "pytorch_metric": pct(par["pytorch_metric"]),
+        "bundle_metric": fmt_metric(par["metric"], par["bundle_metric"]),
+        "pytorch_metric": fmt_metric(par["metric"], par["pytorch_metric"]),
         "quantization_line": f"\nint8 was requested and not kept: {q['reason']}.\n" if q and not q["kept"] else "",
         "py_len": "len(enc)" if meta["length"]["dynamic"] else str(T),  # a fixed-length model: pad to T
         "n_ids": f"<= {T}" if meta["length"]["dynamic"] else f"exactly {T} (padded)",

@@ -23,8 +23,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from tqdm.auto import tqdm
-
+from distill.cli import progress_bar
 from distill.errors import DistillError
 
 MASK = "[MASK]"  # placeholder in augmented text; tokenizers map it to their mask / unknown token
@@ -95,7 +94,7 @@ def pos_tag_corpus(texts: list[list[str]], batch_size: int = 2048, progress: boo
     """Universal POS tags for each tokenized text, tagged once, in batches."""
     tagger, map_tag = load_tagger()
     tags: list[list[str]] = []
-    with tqdm(total=len(texts), desc="POS tagging", unit="text", disable=not progress, mininterval=1.0) as bar:
+    with progress_bar(total=len(texts), desc="POS tagging", unit="text", disable=not progress, mininterval=1.0) as bar:
         for i in range(0, len(texts), batch_size):
             batch = texts[i : i + batch_size]
             for sent in tagger.tag_sents(batch):
@@ -180,7 +179,7 @@ def augment_split(texts: list[tuple[str, ...]], config: AugmentConfig, progress:
     aug = Augmenter.fit(tokens, tags, config)
     rows, source = [], []
     t0 = time.perf_counter()
-    for i in tqdm(range(len(texts)), desc="augmenting", unit="text", disable=not progress, mininterval=1.0):
+    for i in progress_bar(range(len(texts)), desc="augmenting", unit="text", disable=not progress, mininterval=1.0):
         k = i * sides
         for c in aug.copies(tokens[k : k + sides], tags[k : k + sides], i):
             rows.append(c)

@@ -28,6 +28,10 @@ from distill.errors import DistillError
 _HEADERLESS = {"cola": ("source", "label", "original_label", "sentence")}
 
 _EXTENSIONS = (".tsv", ".csv", ".jsonl", ".json", ".parquet")
+_FASTTEXT_EXTENSIONS = (".txt", ".ft", ".fasttext")  # `<label> <text>` lines (fastText's format)
+FORMATS = ("auto", "fasttext")
+FASTTEXT_COLUMNS = ("text", "label")  # the column names a fastText file's fields get
+LABEL_PREFIX = "__label__"
 _SPLIT_STEMS = {
     "train": ("train",),
     "dev": ("dev", "validation", "dev_matched", "validation_matched", "val"),
@@ -35,13 +39,35 @@ _SPLIT_STEMS = {
 }
 
 
+def _closest_layout(files: list[Path], split: str) -> str:
+    """What the files in a folder come closest to, as a hint for a 'no train file' error."""
+    import difflib
+
+    if not files:
+        return "the folder is empty"
+    stems = [s for s in _SPLIT_STEMS[split]]
+    for f in files:
+        if f.suffix.lower() in _EXTENSIONS + _FASTTEXT_EXTENSIONS:
+            near = difflib.get_close_matches(f.stem.lower(), stems, n=1, cutoff=0.5)
+            if near:
+                return f"closest supported layout: rename {f.name} to {near[0]}{f.suffix.lower()}"
+    suffixes = sorted({f.suffix.lower() for f in files})
+    if any(x in (".gz", ".zip", ".bz2", ".xz") for x in suffixes):
+        return "closest supported layout: unpack the archive into the folder (train.* and dev.*)"
+    if any(x in ("", ".arrow") for x in suffixes) or any(f.name in ("dataset_info.json", "state.json",
+                                                                    "dataset_dict.json") for f in files):
+        return "this looks like a `datasets` folder: pass it with --dataset instead of --data"
+    return (f"closest supported layout: {split}.tsv (columns with a header row), {split}.csv, {split}.jsonl, "
+            f"{split}.parquet, or {split}.txt in fastText's `__label__x text` format")
+
+
 def find_split_file(data_dir: Path, split: str, required: bool = True) -> Path | None:
     """The file holding `split` ("train", "dev" or "test") in a local data folder; None if absent and
     not required. When several candidates exist, the first in _SPLIT_STEMS order is used, and said."""
     if not data_dir.is_dir():
         raise DistillError(f"--data {data_dir}: no such folder; point it at a folder holding "
-                           "train and dev files (.tsv, .csv, .jsonl or .parquet)")
-    found = [data_dir / f"{stem}{ext}" for stem in _SPLIT_STEMS[split] for ext in _EXTENSIONS
+                           "train and dev files (.tsv, .csv, .jsonl, .parquet or fastText .txt)")
+    found = [data_dir / f"{stem}{ext}" for stem in _SPLIT_STEMS[split] for ext in _EXTENSIONS + _FASTTEXT_EXTENSIONS
              if (data_dir / f"{stem}{ext}").is_file()]
     if len(found) > 1:
         print(f"{data_dir}: {split} split from {found[0].name} (also there: {', '.join(p.name for p in found[1:])})")
@@ -49,9 +75,45 @@ def find_split_file(data_dir: Path, split: str, required: bool = True) -> Path |
         return found[0]
     if not required:
         return None
-    names = ", ".join(f"{s}.tsv|.csv|.jsonl|.parquet" for s in _SPLIT_STEMS[split][:2])
+    names = ", ".join(f"{s}.tsv|.csv|.jsonl|.parquet|.txt" for s in _SPLIT_STEMS[split][:2])
+    files = sorted(p for p in data_dir.iterdir() if not p.name.startswith("."))
+    listing = ", ".join(p.name + ("/" if p.is_dir() else "") for p in files[:12]) + (" ..." if len(files) > 12 else "")
     hint = "; or hold out part of train as dev with --validation-fraction 0.1" if split == "dev" else ""
-    raise DistillError(f"--data {data_dir}: no {split} file; expected one of {names}{hint}")
+    raise DistillError(f"--data {data_dir}: no {split} file; expected one of {names}; found: "
+                       f"{listing or 'nothing'}; {_closest_layout(files, split)}{hint}")
+
+
+def is_fasttext(path: Path, lines: int = 50) -> bool:
+    """Whether a .txt/.ft file holds fastText lines: `__label__x text`, or a leading bare label (few distinct
+    first words, each line with text after it)."""
+    if path.suffix.lower() not in _FASTTEXT_EXTENSIONS:
+        return False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        head = [line.split(maxsplit=1) for _, line in zip(range(lines), f) if line.strip()]
+    if not head or any(len(parts) < 2 for parts in head):
+        return False
+    if all(parts[0].startswith(LABEL_PREFIX) for parts in head):
+        return True
+    return len({parts[0] for parts in head}) <= max(2, len(head) // 4)
+
+
+def _read_fasttext(path: Path) -> tuple[list[str], list[dict]]:
+    """fastText lines `__label__x some text` (or `x some text`): columns `label` and `text`."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            parts = line.split(maxsplit=1)
+            if len(parts) < 2:
+                raise DistillError(f"{path}: line {i} has a label and no text; fastText lines are "
+                                   "`__label__x some text`")
+            label, text = parts
+            label = label.removeprefix(LABEL_PREFIX)
+            if text.startswith(LABEL_PREFIX):
+                raise DistillError(f"{path}: line {i} has more than one label; one label per line is supported")
+            out.append({"text": text.strip(), "label": label})
+    return list(FASTTEXT_COLUMNS), out
 
 
 def _unquote(field: str) -> str:
@@ -74,7 +136,10 @@ def _read_rows(path: Path, headerless: tuple[str, ...] | None,
         raise DistillError(f"{path}: the file is empty; it needs a header row and data rows")
     numbers: list[int] = []
     try:
-        if suffix in (".tsv", ".csv"):
+        if suffix in _FASTTEXT_EXTENSIONS:
+            header_out, out = _read_fasttext(path)
+            numbers = list(range(1, len(out) + 1))
+        elif suffix in (".tsv", ".csv"):
             csv.field_size_limit(sys.maxsize)
             rows, where = [], []
             with open(path, encoding="utf-8-sig", newline="") as f:
@@ -140,7 +205,8 @@ def _read_rows(path: Path, headerless: tuple[str, ...] | None,
             out, header_out = rows_out, table.column_names
             numbers = list(range(1, len(out) + 1))
         else:
-            raise DistillError(f"{path}: unsupported file type '{suffix}'; use .tsv, .csv, .jsonl or .parquet")
+            raise DistillError(f"{path}: unsupported file type '{suffix}'; use .tsv, .csv, .jsonl, .parquet or "
+                               "fastText .txt")
     except UnicodeDecodeError as e:
         raise DistillError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}); "
                            "re-save the file as UTF-8") from None
@@ -230,6 +296,14 @@ def read_split(task: Task, path: Path, require_labels: bool = True, labels_from:
     `labels_from`: the training file the task's label names were inferred from, if they were."""
     lines: list[int] = []
     header, rows = _read_rows(path, _HEADERLESS.get(task.name), lines)
+    return split_from_rows(task, header, rows, path, lines, require_labels, labels_from)
+
+
+def split_from_rows(task: Task, header: list[str], rows: list[dict], path, lines: list[int] | None = None,
+                    require_labels: bool = True, labels_from=None) -> Split:
+    """A Split from rows as dicts (a file's, or a `datasets` split's); `path` names them in errors and
+    `lines` gives each row's number there (default: 1, 2, ...)."""
+    lines = lines or list(range(1, len(rows) + 1))
     if not rows:
         raise DistillError(f"{path}: no data rows; the file holds only a header")
     text_cols = [
@@ -257,6 +331,63 @@ def read_split(task: Task, path: Path, require_labels: bool = True, labels_from:
         texts.append(tuple(parts))
         labels.append(_parse_label(r.get(label_col), task, path, n, labels_from) if label_col else -1)
     return Split(texts=texts, labels=np.asarray(labels, dtype=np.int64), source=str(path))
+
+
+_DATASET_SPLITS = {"train": ("train",), "dev": ("validation", "dev", "valid", "val"), "test": ("test",)}
+
+
+def load_hf_dataset(task: Task, name: str, config: str | None = None) -> tuple[Task, dict[str, Split]]:
+    """train, dev (validation) and a labelled test from anything `datasets.load_dataset` takes (a hub id, a
+    local folder of parquet/csv/json files, a builder name with data_files) or a `save_to_disk` folder.
+
+    Columns are the task's (--text-column, --label-column); label names come from a ClassLabel feature,
+    else from the training split's distinct values (sorted)."""
+    import datasets
+
+    where = f"--dataset {name}" + (f" --dataset-config {config}" if config else "")
+    try:
+        path = Path(name)
+        if path.is_dir() and any((path / f).is_file() for f in ("dataset_dict.json", "state.json",
+                                                               "dataset_info.json")) and not config:
+            ds = datasets.load_from_disk(str(path))
+        else:
+            ds = datasets.load_dataset(name, config)
+    except Exception as e:  # noqa: BLE001 - any failure here means "could not get the data"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DistillError(f"{where}: could not load it ({type(e).__name__}: {first})") from None
+    if isinstance(ds, datasets.Dataset):
+        ds = datasets.DatasetDict({"train": ds})
+    chosen = {}
+    for split, names in _DATASET_SPLITS.items():
+        hit = next((n for n in names if n in ds), None)
+        if hit is not None:
+            chosen[split] = hit
+    if "train" not in chosen:
+        raise DistillError(f"{where}: no train split (its splits: {', '.join(ds)})")
+    train = ds[chosen["train"]]
+    header = list(train.column_names)
+    if not task.label_names:
+        col = _pick_column(task, task.label_column, header, where, "--label-column")
+        feature = train.features[col]
+        if isinstance(feature, datasets.ClassLabel):
+            task = replace(task, label_names=tuple(feature.names))
+        else:
+            values = sorted({str(v).strip() for v in train[col] if v is not None and str(v).strip() not in ("", "-1")})
+            if len(values) < 2:
+                raise DistillError(f"{where}: column '{col}' holds {len(values)} distinct label(s); a classifier "
+                                   "needs at least two")
+            task = replace(task, label_names=tuple(values))
+    splits = {}
+    for split, hit in chosen.items():
+        d = ds[hit]
+        source = f"{where} ({hit})"
+        part = split_from_rows(task, list(d.column_names), d.to_list(), source, None, split != "test",
+                               f"{where} ({chosen['train']})" if split != "train" else None)
+        if split == "test" and (part.labels < 0).all():
+            continue  # a test split without labels: nothing to score
+        splits[split] = part
+    print(f"{where}: " + ", ".join(f"{k} {len(v):,} rows ({chosen[k]})" for k, v in splits.items()))
+    return task, splits
 
 
 def infer_label_names(task: Task, path: Path) -> Task:
@@ -287,13 +418,18 @@ def infer_label_names(task: Task, path: Path) -> Task:
 
 
 def load_splits(task: Task, data_dir: str | Path | None = None, test_file: str | Path | None = None,
-                validation_fraction: float | None = None, seed: int = 0) -> tuple[Task, dict[str, Split]]:
+                validation_fraction: float | None = None, seed: int = 0, dataset: str | None = None,
+                dataset_config: str | None = None) -> tuple[Task, dict[str, Split]]:
     """Load train, dev and (when there is a labelled one) test: from local files when `data_dir` is
     given, else from the hub.
 
     Test is `test_file`, or the folder's test.* when it has labels (GLUE's test files have none). With
     no dev split, `validation_fraction` of train is held out as dev (seeded); without it that is an error."""
-    if data_dir is not None:
+    if dataset is not None:
+        task, splits = load_hf_dataset(task, dataset, dataset_config)
+        if test_file:
+            splits["test"] = _read_test(task, Path(test_file), None, required=True)
+    elif data_dir is not None:
         data_dir = Path(data_dir)
         train_path = find_split_file(data_dir, "train")
         dev_path = find_split_file(data_dir, "dev", required=validation_fraction is None)

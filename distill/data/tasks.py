@@ -10,6 +10,7 @@ its label names from the training data.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -99,11 +100,32 @@ class Split:
         return [t[i] for t in self.texts]
 
 
+_ANNOUNCED: set[str] = set()
+
+
+def glue_key(name: str) -> str:
+    """The GLUE spelling of a task name: GLUE names match case-insensitively, with or without '-' (SST-2)."""
+    return name.lower().replace("-", "")
+
+
+def safe_name(name: str) -> str:
+    """A task name as one path component (default output folders): anything but letters, digits, '.', '_'
+    and '-' becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "task"
+
+
 def default_task_name(task: str | None, data: str | None, text_columns) -> str:
-    """--task if given; for custom data (--data with --text-column) the data folder's name; else sst2."""
+    """--task if given; for custom data (--data with --text-column) the data folder's name, as it is
+    (said once per process); else sst2."""
     if task:
         return task
-    return Path(data).resolve().name if data and text_columns else "sst2"
+    if not (data and text_columns):
+        return "sst2"
+    name = Path(data).resolve().name
+    if name not in _ANNOUNCED:
+        _ANNOUNCED.add(name)
+        print(f"task {name} (from the --data folder's name; --task to change it)")
+    return name
 
 
 def resolve_task(
@@ -113,9 +135,10 @@ def resolve_task(
     label_names: tuple[str, ...] | None = None,
     metric: str | None = None,
 ) -> Task:
-    """The task for a GLUE name, or a custom task whose columns the user names."""
-    name = name.lower().replace("-", "")
-    if name in GLUE_TASKS:
+    """The task for a GLUE name (any case, '-' ignored), or a custom task whose columns the user names;
+    a custom task keeps its name as given."""
+    if glue_key(name) in GLUE_TASKS:
+        name = glue_key(name)
         task = GLUE_TASKS[name]
         if text_columns:
             if len(text_columns) != len(task.text_columns):

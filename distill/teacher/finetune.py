@@ -26,18 +26,18 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from string import Template
 
 import numpy as np
 import torch
 
-from distill.cli import DataFlags, _help, build_parser, check_finite, run_command
+from distill.cli import DataFlags, _help, build_parser, check_finite, quiet_progress, run_command
 from distill.data.batching import Encoded, encode_sequences, length_bucketed_batches
-from distill.data.metrics import compute_metric
+from distill.data.metrics import compute_metric, learned_nothing, majority_baseline
 from distill.data.readers import check_classes, content_hash
-from distill.data.tasks import GLUE_TASKS, Split, Task
+from distill.data.tasks import Split, Task, safe_name
 from distill.errors import DistillError
 from distill.io import atomic_write_json, atomic_write_text
 from distill.outputs import (
@@ -128,7 +128,7 @@ class FinetuneArgs(DataFlags):
             (self.device in (None, "cpu", "cuda"), f"--device {self.device}: choose cpu or cuda"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other"),
             (not (self.text_pair_column and not self.text_column), "--text-pair-column needs --text-column"),
-            (not (self.text_column and not self.data), "--text-column needs --data: the folder holding "
+            (not (self.text_column and not self.data_source), "--text-column needs --data: the folder holding "
              "train and dev files with that column"),
         ]
         for ok, message in checks:
@@ -249,16 +249,19 @@ def _subset(split: Split, n: int, seed: int) -> Split:
     return Split([split.texts[i] for i in idx], split.labels[idx], split.source)
 
 
+def distil_command(data_flags: dict, task_name: str, out: Path) -> str:
+    """The `python -m distill.train` command that distils the teacher in `out` on the same data: every
+    data flag the fine-tuning got (--data, the columns, --test, --validation-fraction) and the task."""
+    from distill.train import TrainArgs
+
+    names = {f.name for f in fields(DataFlags)}
+    flags = {k: v for k, v in data_flags.items() if k in names}
+    return TrainArgs(student="bilstm", teacher=str(out), task=task_name, **flags).command()
+
+
 def _readme(record: dict, out: Path) -> str:
     """The teacher folder's README.md, from README.template.md beside this module."""
     task, best, s = record["task"], record["best"], record["settings"]
-    data_flags = f" --data {record['data']['source']}" if not record["data"]["source"].startswith("glue/") else ""
-    cols = ""
-    if task["name"] not in GLUE_TASKS:
-        cols = f" --text-column {task['text_columns'][0]}"
-        if len(task["text_columns"]) == 2:
-            cols += f" --text-pair-column {task['text_columns'][1]}"
-        cols += f" --label-column {task['label_column']}"
     template = Template((Path(__file__).parent / "README.template.md").read_text(encoding="utf-8"))
     return template.substitute(
         name=out.name, model=record["model"], task=task["name"], architecture=record["architecture"],
@@ -270,11 +273,12 @@ def _readme(record: dict, out: Path) -> str:
         batch_size=s["batch_size"], warmup=f"{100 * s['warmup_ratio']:g}", grad_clip=f"{s['grad_clip']:g}",
         max_length=record["max_length"], seed=s["seed"], device=s["device"], threads=s["threads"],
         minutes=f"{record['wall_seconds'] / 60:.1f}", record=RECORD, out=out,
-        command=f"python -m distill.train --student bilstm --teacher {out} --task {task['name']}{data_flags}{cols}")
+        command=distil_command(record["args"], task["name"], out))
 
 
 def run(args: FinetuneArgs) -> dict:
     """The whole command; returns the record written to finetune.json."""
+    quiet_progress(args.no_progress)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -295,7 +299,7 @@ def run(args: FinetuneArgs) -> dict:
     data_hash = content_hash(splits)
     check_classes(task, splits)
     model_name = Path(args.model.rstrip("/")).name
-    out = Path(args.output_dir or f"teachers/{task.name}-{model_name}")
+    out = Path(args.output_dir or f"teachers/{safe_name(task.name)}-{model_name}")
     state = check_output(out, "teacher")
     with hold_lock(out):  # a second run on the same folder is refused at once
         return _run(args, device, task, splits, config, tokenizer, limit, limit_source, data_hash, out, state)
@@ -358,7 +362,7 @@ def _run(args: FinetuneArgs, device, task, splits, config, tokenizer, limit, lim
         "params": params,
         "new_weights": new_keys,
         "task": task.to_dict(),
-        "data": {"source": args.data or f"glue/{task.name}", "hash": data_hash,
+        "data": {"source": args.data_source or f"glue/{task.name}", "hash": data_hash,
                  "rows": {"train": len(splits["train"]), "train_used": len(train_data),
                           "train_unlabelled": unlabelled, "dev": len(dev)}},
         "max_length": max_length,
@@ -376,12 +380,19 @@ def _run(args: FinetuneArgs, device, task, splits, config, tokenizer, limit, lim
         if not resume:  # a fresh run that failed (a non-finite loss) leaves nothing behind
             discard_fresh(out, "teacher", state)
         raise
+    has = dev.labels >= 0
+    dev_pred = predict(model, dev, args.eval_batch_size, left, device).argmax(1)[has]
+    baseline = majority_baseline(task.metric, dev.labels[has], train_data.labels)
+    warning = learned_nothing(task.metric, r.best_metric, dev_pred, dev.labels[has], train_data.labels,
+                              task.label_names)
 
     record |= {
         "status": "finished",
         "dev_metric": r.best_metric,
         "metric": task.metric,
         "best": {"step": r.best_step, "epoch": r.best_epoch, "dev_metric": r.best_metric},
+        "majority_baseline": baseline,
+        "warning": warning,
         "history": [h | {"seconds": t} for h, t in zip(r.history, r.eval_seconds)],
         "settings": {**asdict(args), "total_steps": r.total_steps, "steps_per_epoch":
                      r.steps_per_epoch, "eval_every": r.eval_every, "warmup_steps": r.warmup_steps,
@@ -410,9 +421,12 @@ def _run(args: FinetuneArgs, device, task, splits, config, tokenizer, limit, lim
         atomic_write_json(tmp / RECORD, record)
         atomic_write_text(tmp / "README.md", _readme(record, out))
     print(f"best dev {task.metric} {r.best_metric:.4f} at step {r.best_step} of {record['settings']['total_steps']} "
-          f"(epoch {r.best_epoch}); {r.seconds / 60:.1f} min of training")
-    print(f"saved the teacher to {out}/ ({RECORD}, README.md, tb/); distil it with: python -m distill.train "
-          f"--student bilstm --teacher {out} --task {task.name}" + (f" --data {args.data}" if args.data else ""))
+          f"(epoch {r.best_epoch}; majority-class baseline {baseline:.4f}); {r.seconds / 60:.1f} min of training")
+    print(f"saved the teacher to {out}/ ({RECORD}, README.md, tb/); distil it with:\n"
+          f"  {distil_command(asdict(args), task.name, out)}")
+    if warning:
+        print(f"warning: this teacher seems to have learned nothing: {warning}. Distilling it will not help; try "
+              "more --epochs, another --lr (1e-5 to 5e-5 for a full-size encoder), or check the labels")
     return record
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from distill.cli import progress_bar
 from distill.data.augment import MASK, AugmentConfig, augment_split, rules
+from distill.data.metrics import majority_baseline
 from distill.data.readers import content_hash
-from distill.data.tasks import Split, Task
+from distill.data.tasks import Split, Task, glue_key, safe_name
 from distill.errors import DistillError
 from distill.outputs import check_output, hold_lock, staged
 from distill.teacher.labelset import DEFAULT_LABELS, FORMAT_VERSION, LabelSet, write_label_set
@@ -111,7 +112,9 @@ def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, m
     if transfer:
         transfer_hash = content_hash({"transfer": Split(transfer, np.full(len(transfer), -1))})
     key = compute_key(teacher_fp, data_hash, task, max_length, augment, transfer_hash, embedding_rows)
-    output_dir = Path(output_dir) if output_dir is not None else cache_dir() / "labels" / f"{task.name}-{key[:16]}"
+    if output_dir is None:
+        output_dir = cache_dir() / "labels" / f"{safe_name(task.name)}-{key[:16]}"
+    output_dir = Path(output_dir)
     if not locked and _finished(output_dir, key):  # the cache's finished label set: read, no lock needed
         print(f"reusing label set {output_dir} (same teacher, data and settings)")
         return LabelSet.load(output_dir)
@@ -154,7 +157,7 @@ def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, m
           + f") on {device}", flush=True)
     logits: dict[str, np.ndarray] = {}
     estimated = False
-    with tqdm(total=total, desc="teacher labelling", unit="row", disable=not progress,
+    with progress_bar(total=total, desc="teacher labelling", unit="row", disable=not progress,
               mininterval=1.0) as bar:
         for name, split in splits.items():
             parts = []
@@ -222,6 +225,9 @@ def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, m
                         origin=origin, embedding_rows=used, source=source)
     shutil.rmtree(work, ignore_errors=True)
     metric_txt = f"{dev_metric:.4f}" if dev_metric is not None else "n/a"
+    if dev_metric is not None:
+        base = majority_baseline(task.metric, splits["dev"].labels, splits["train"].labels)
+        metric_txt += f" (majority-class baseline {base:.4f})"
     test_txt = f", test {test_metric:.4f}" if test_metric is not None else ""
     print(f"labelled {total:,} rows in {seconds:.0f}s ({total / max(seconds, 1e-9):,.0f} rows/s); teacher dev "
           f"{task.metric} {metric_txt}{test_txt}; label set in {output_dir}")
@@ -238,9 +244,53 @@ def _finished(output_dir: Path, key: str) -> bool:
         return False
 
 
+def gold_label_set(task: Task, splits: dict[str, Split], data_source: str = "") -> LabelSet:
+    """A label set of the gold labels alone (no teacher): teacher logits are zero, no tokenizer or embeddings.
+
+    For a gold-only baseline (`distill.train --data D --alpha 1` without --teacher). Kept in the cache,
+    named by the data's content, and reused."""
+    data_hash = content_hash(splits)
+    key = compute_key("gold-only", data_hash, task, 0)
+    output_dir = cache_dir() / "labels" / f"{safe_name(task.name)}-gold-{key[:16]}"
+    if check_output(output_dir, "label-set") == "ours" and (output_dir / "manifest.json").is_file():
+        old = json.loads((output_dir / "manifest.json").read_text())
+        if old.get("key") == key:
+            return LabelSet.load(output_dir)
+    manifest = {
+        "format_version": FORMAT_VERSION, "key": key, "task": task.to_dict(),
+        "teacher": {"id": None, "name": None, "gold_only": True, "dev_metric": None, "test_metric": None},
+        "data": {"source": data_source, "hash": data_hash, "rows": {k: len(v) for k, v in splits.items()}},
+        "augment": None, "settings": {}, "gold_only": True,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    logits = {k: np.zeros((len(v), task.num_labels), dtype=np.float32) for k, v in splits.items()}
+    origin = {"train": ["train"] * len(splits["train"])}
+    source = {"train": np.arange(len(splits["train"]))}
+    with staged(output_dir, "label-set") as tmp_dir:
+        write_label_set(tmp_dir, manifest, splits, logits, None, origin=origin, source=source)
+    return LabelSet.load(output_dir)
+
+
 def cache_dir() -> Path:
     """Where `distill.train --teacher` keeps label sets: $DISTILL_CACHE or ~/.cache/distill-workbench."""
     return Path(os.environ.get("DISTILL_CACHE", Path.home() / ".cache" / "distill-workbench"))
+
+
+def teacher_summary(ls: LabelSet) -> str | None:
+    """'teacher dev accuracy 0.8500 beside the majority-class baseline 0.5000' for a label set's teacher (with a
+    warning when it seems to have learned nothing); None for a gold-only label set or without dev labels."""
+    from distill.data.metrics import learned_nothing
+
+    metric, name = ls.teacher.get("dev_metric"), ls.task.metric
+    has = ls.labels["dev"] >= 0
+    if ls.teacher.get("gold_only") or metric is None or not has.any():
+        return None
+    train = ls.labels["train"][ls.origin["train"] == 0]
+    base = majority_baseline(name, ls.labels["dev"][has], train)
+    text = f"teacher dev {name} {metric:.4f} beside the majority-class baseline {base:.4f}"
+    why = learned_nothing(name, metric, ls.logits["dev"][has].argmax(1), ls.labels["dev"][has], train,
+                          ls.task.label_names)
+    return text + (f"\nwarning: the teacher seems to have learned nothing: {why}" if why else "")
 
 
 def label_set_for(args, device: torch.device) -> LabelSet:
@@ -251,20 +301,25 @@ def label_set_for(args, device: torch.device) -> LabelSet:
 
     if args.labels:
         ls = LabelSet.load(args.labels)
+    elif getattr(args, "gold_only", False):
+        task, splits = args.load_data(args.task)
+        print("no teacher: a gold-only baseline on the gold labels of "
+              f"{args.data_source} (teacher logits zero; the report has no teacher row)")
+        ls = gold_label_set(task, splits, args.data_source or f"glue/{task.name}")
     elif args.teacher:
         task, splits = args.load_data(args.task)
         transfer = read_transfer_file(args.transfer_file, task) if args.transfer_file else None
         augment = args.augment_config(len(splits["train"]), task.pair, len(transfer or ()))
         ls = label(args.teacher, task, splits, None, max_length=args.teacher_max_length,
                    batch_size=args.label_batch_size, device=device, trust_remote_code=args.trust_remote_code,
-                   data_source=args.data or f"glue/{task.name}", progress=not args.no_progress,
+                   data_source=args.data_source or f"glue/{task.name}", progress=not args.no_progress,
                    augment=augment, transfer=transfer, transfer_source=args.transfer_file or "")
     else:
         if not (DEFAULT_LABELS / "manifest.json").is_file():
             raise DistillError(f"the shipped label set is missing from {DEFAULT_LABELS}; reinstall "
                                "the package, or pass --teacher or --labels")
         ls = LabelSet.load(DEFAULT_LABELS)
-    if args.task and args.task.lower().replace("-", "") != ls.task.name:
+    if args.task and args.task != ls.task.name and glue_key(args.task) != ls.task.name:
         raise DistillError(f"--task {args.task} does not match the label set's task "
                            f"'{ls.task.name}' ({ls.path}); pass --teacher with --task, or other --labels")
     return ls

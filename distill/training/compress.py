@@ -13,6 +13,7 @@ report.md/json): it loads, evaluates, reports and exports like any other.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -191,7 +192,8 @@ def run(args: CompressArgs) -> dict:
         shutil.copy2(src / TOKENIZER, tmp / TOKENIZER)
     print()
     print(md)
-    print(f"saved the compressed student to {out}/ (export it with: python -m distill.export {out})")
+    print(f"saved the compressed student to {out}/; export it with:")
+    print(f"  python -m distill.export {shlex.quote(str(out))}")
     return report
 
 

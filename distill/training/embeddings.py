@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+from distill.cli import progress_bar
 
 INITS = ("auto", "teacher-svd", "teacher-autoencoder", "random")
 METHODS = ("svd", "autoencoder")
@@ -121,7 +122,7 @@ def train_autoencoder(x: torch.Tensor, dim: int, cfg: AutoencoderConfig = Autoen
     steps = cfg.epochs * -(-len(xn) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     history = []
-    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         order = torch.randperm(len(xn), generator=g)
         sums = torch.zeros(3)

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from distill.cli import progress_bar
 from distill.data.batching import length_bucketed_batches
 from distill.errors import DistillError
 from distill.io import atomic_write_json, replace_dir, save_tensors
@@ -154,7 +154,7 @@ def train_loop(model: torch.nn.Module, lengths: np.ndarray, step: Callable[[np.n
 
         writer = SummaryWriter(str(run_dir / "tb"))
     t_start, last_ckpt = time.perf_counter() - p["seconds"], time.perf_counter()
-    bar = tqdm(total=total, initial=p["step"], desc=cfg.desc, unit="step", disable=not cfg.progress,
+    bar = progress_bar(total=total, initial=p["step"], desc=cfg.desc, unit="step", disable=not cfg.progress,
                mininterval=1.0)
     sums: dict[str, float] = {}  # loss terms since the last log line
     since_eval = p["loss_since_eval"]  # loss sum and count since the last evaluation

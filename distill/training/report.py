@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from distill.data.metrics import fmt
 from distill.errors import DistillError
 from distill.teacher.load import count_hf_parameters
 
@@ -128,18 +129,29 @@ def is_bert_base(config: dict) -> bool:
 # ----------------------------------------------------------------------------- report
 
 
+def format_metric(metric: str, value: float | None) -> str:
+    """A dev metric in its own convention: accuracy and F1 as percentages (85.32%), MCC as a coefficient (0.105)."""
+    return fmt(metric, value)
+
+
+def format_delta(metric: str, delta: float | None) -> str:
+    """A signed difference of two metric values: points for accuracy and F1 (-1.20 pts), MCC units for MCC."""
+    if delta is None:
+        return "—"
+    return f"{delta:+.3f}" if metric == "mcc" else f"{100 * delta:+.2f} pts"
+
+
 def build_report(
     *, task, teacher: dict, student_name: str, student: torch.nn.Module, student_vocab: int,
     teacher_length: int, student_length: int, student_metric: float, agreement: float | None,
     extra: dict | None = None, repeats: int = 20,
 ) -> dict:
-    """Measure sizes and speeds and assemble the comparison as a JSON-able dict."""
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    teacher_model = model_from_config(teacher["config"])
-    t_params, t_wo = count_hf_parameters(teacher_model)
-    t_vocab = teacher["config"].get("vocab_size", 30522)
-    t_type = teacher["config"]["model_type"]
+    """Measure sizes and speeds and assemble the comparison as a JSON-able dict.
 
+    A teacher without a `config` (a gold-only label set: no teacher was used) gets no row; the
+    student is then compared with the BERT-base reference alone."""
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    has_teacher = bool(teacher.get("config"))
     rows = {}
 
     def time_all(model, make_inputs):
@@ -149,14 +161,19 @@ def build_report(
         model.to("cpu")
         return lat
 
-    rows["teacher"] = {
-        "name": teacher.get("name") or teacher.get("id"),
-        "params": t_params, "params_without_embeddings": t_wo,
-        "dev_metric": teacher.get("dev_metric"),
-        "latency_ms": time_all(teacher_model, teacher_inputs(t_vocab, teacher_length, t_type)),
-    }
-    del teacher_model
-    if not is_bert_base(teacher["config"]):
+    if has_teacher:
+        teacher_model = model_from_config(teacher["config"])
+        t_params, t_wo = count_hf_parameters(teacher_model)
+        t_vocab = teacher["config"].get("vocab_size", 30522)
+        t_type = teacher["config"]["model_type"]
+        rows["teacher"] = {
+            "name": teacher.get("name") or teacher.get("id"),
+            "params": t_params, "params_without_embeddings": t_wo,
+            "dev_metric": teacher.get("dev_metric"),
+            "latency_ms": time_all(teacher_model, teacher_inputs(t_vocab, teacher_length, t_type)),
+        }
+        del teacher_model
+    if not has_teacher or not is_bert_base(teacher["config"]):
         from transformers import BertConfig
 
         ref = random_model(BertConfig(num_labels=task.num_labels))
@@ -172,20 +189,22 @@ def build_report(
         "params": student.num_parameters(),
         "params_without_embeddings": student.num_parameters(exclude_embeddings=True),
         "dev_metric": student_metric,
-        "agreement_with_teacher": agreement,
+        "agreement_with_teacher": agreement if has_teacher else None,
         "latency_ms": time_all(student, student_inputs(student_vocab, student_length, task.pair)),
     }
-    t = rows["teacher"]
-    s["params_pct_of_teacher"] = round(100 * s["params"] / t["params"], 3)
-    s["params_without_embeddings_pct_of_teacher"] = round(
-        100 * s["params_without_embeddings"] / t["params_without_embeddings"], 3)
+    t = rows.get("teacher")
+    if t is not None:
+        s["params_pct_of_teacher"] = round(100 * s["params"] / t["params"], 3)
+        s["params_without_embeddings_pct_of_teacher"] = round(
+            100 * s["params_without_embeddings"] / t["params_without_embeddings"], 3)
     for key in s["latency_ms"]:
-        s[f"speedup_{key}"] = round(t["latency_ms"][key] / s["latency_ms"][key], 2)
+        if t is not None:
+            s[f"speedup_{key}"] = round(t["latency_ms"][key] / s["latency_ms"][key], 2)
         if "reference" in rows:
             s[f"speedup_vs_bert_base_{key}"] = round(
                 rows["reference"]["latency_ms"][key] / s["latency_ms"][key], 2)
     s["drop"] = (round(t["dev_metric"] - student_metric, 6)
-                 if t["dev_metric"] is not None else None)
+                 if t is not None and t["dev_metric"] is not None else None)
     rows["student"] = s
     return {
         "task": task.name, "metric": task.metric,
@@ -193,6 +212,7 @@ def build_report(
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "gold_only": not has_teacher,
         **rows, **(extra or {}),
     }
 
@@ -202,12 +222,19 @@ def _fmt_params(n: int) -> str:
 
 
 def render_markdown(report: dict) -> str:
-    """The report as a Markdown table, one row per model."""
-    t = report["teacher"]
-    keys = list(t["latency_ms"])
-    head = ["model", "params", "% teacher", "params w/o emb", "% teacher w/o emb"]
-    head += [f"{k.replace('_', ' ')} ms" for k in keys] + [f"speedup {k.replace('_', ' ')}" for k in keys]
-    head += [f"dev {report['metric']}", "drop (points)"]
+    """The report as a Markdown table, one row per model: sizes, latencies, how many times faster than
+    the teacher and than BERT-base, the dev metric in its own convention and the signed Δ vs teacher."""
+    t = report.get("teacher")
+    bert = report.get("reference") or t  # without a reference row the teacher is BERT-base
+    metric = report["metric"]
+    keys = list(report["student"]["latency_ms"])
+    base, base_name = (t, "teacher") if t is not None else (bert, "BERT-base")
+    head = ["model", "params", f"% {base_name}", "params w/o emb", f"% {base_name} w/o emb"]
+    head += [f"{k.replace('_', ' ')} ms" for k in keys]
+    if t is not None:
+        head += [f"x faster than the teacher, {k.replace('_', ' ')}" for k in keys]
+    head += [f"x faster than BERT-base, {k.replace('_', ' ')}" for k in keys]
+    head += [f"dev {metric}"] + (["Δ vs teacher"] if t is not None else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for role in ("reference", "teacher", "student"):
         r = report.get(role)
@@ -215,24 +242,34 @@ def render_markdown(report: dict) -> str:
             continue
         cells = [
             f"{r['name']} ({role})",
-            _fmt_params(r["params"]), f"{100 * r['params'] / t['params']:.1f}%",
+            _fmt_params(r["params"]), f"{100 * r['params'] / base['params']:.1f}%",
             _fmt_params(r["params_without_embeddings"]),
-            f"{100 * r['params_without_embeddings'] / t['params_without_embeddings']:.1f}%",
+            f"{100 * r['params_without_embeddings'] / base['params_without_embeddings']:.1f}%",
         ]
         cells += [f"{r['latency_ms'][k]:.2f}" for k in keys]
-        cells += [f"{t['latency_ms'][k] / r['latency_ms'][k]:.1f}x" for k in keys]
+        if t is not None:
+            cells += [f"{t['latency_ms'][k] / r['latency_ms'][k]:.1f}x" for k in keys]
+        cells += [f"{bert['latency_ms'][k] / r['latency_ms'][k]:.1f}x" for k in keys]
         m = r["dev_metric"]
-        cells.append("—" if m is None else f"{100 * m:.2f}")
-        drop = None if (m is None or t["dev_metric"] is None) else 100 * (t["dev_metric"] - m)
-        cells.append("—" if drop is None or role == "teacher" else f"{drop:+.2f}")
+        cells.append(format_metric(metric, m))
+        if t is not None:
+            delta = None if (m is None or t["dev_metric"] is None or role != "student") else m - t["dev_metric"]
+            cells.append(format_delta(metric, delta))
         lines.append("| " + " | ".join(cells) + " |")
+    unit = "a coefficient from -1 to 1" if metric == "mcc" else "a percentage"
     notes = [
         "",
-        f"Task {report['task']}, metric {report['metric']}; timings are medians on "
+        f"Task {report['task']}, metric {metric} ({unit}); timings are medians on "
         f"{report['threads']} CPU thread(s) at the typical dev length "
         f"({report['lengths']['teacher']} teacher tokens, {report['lengths']['student']} student "
-        "tokens); speedups are relative to the teacher.",
+        "tokens); \"x faster\" is the other model's latency divided by this one's.",
     ]
+    if t is not None:
+        notes.append("Δ vs teacher is the student's dev metric minus the teacher's"
+                     + (" (MCC units)." if metric == "mcc" else " (percentage points)."))
+    if report.get("gold_only") or t is None:
+        notes.append("No teacher: this student was trained on the gold labels alone (a baseline, --alpha 1), "
+                     "so there is no teacher row and nothing to agree with.")
     if "reference" in report:
         notes.append("The BERT-base row is the architecture with random weights: its speed and "
                      "size only; it has no metric.")

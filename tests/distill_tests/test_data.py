@@ -148,3 +148,81 @@ def test_bucketed_batches_cover_every_row_once():
     for rng in (None, np.random.default_rng(1)):
         batches = length_bucketed_batches(lengths, 32, rng)
         assert sorted(np.concatenate(batches).tolist()) == list(range(1003))
+
+
+def test_a_custom_task_keeps_its_folders_name_and_glue_names_match_in_any_case(tmp_path, capsys):
+    from distill.data.tasks import default_task_name, safe_name
+
+    assert resolve_task("SST-2").name == "sst2" and resolve_task("Rte").name == "rte"
+    assert resolve_task("trec-tsv", ("text",), "label").name == "trec-tsv"
+    name = default_task_name(None, str(tmp_path / "trec-tsv"), ("text",))
+    assert name == "trec-tsv"
+    assert capsys.readouterr().out == "task trec-tsv (from the --data folder's name; --task to change it)\n"
+    default_task_name(None, str(tmp_path / "trec-tsv"), ("text",))
+    assert capsys.readouterr().out == ""  # said once
+    assert default_task_name("mine", str(tmp_path / "trec-tsv"), ("text",)) == "mine"
+    assert safe_name("my tickets/v2") == "my_tickets_v2" and safe_name("trec-tsv") == "trec-tsv"
+
+
+def test_a_model_that_learned_nothing_is_flagged():
+    from distill.data.metrics import learned_nothing, majority_baseline
+
+    gold = np.array([0] * 70 + [1] * 30)
+    assert majority_baseline("accuracy", gold) == pytest.approx(0.7)
+    assert majority_baseline("mcc", gold) == 0.0
+    same = np.zeros(100, dtype=np.int64)
+    why = learned_nothing("accuracy", 0.7, same, gold, label_names=("neg", "pos"))
+    assert "majority class (70.00%)" in why and "predicts 'neg' for 100.0% of the dev rows" in why
+    good = gold.copy()
+    good[:5] = 1
+    assert learned_nothing("accuracy", 0.95, good, gold) is None
+    assert "0.05 above" in learned_nothing("mcc", 0.04, good, gold)
+
+
+@pytest.mark.parametrize("prefix", ["__label__", ""])
+def test_fasttext_files_are_read_with_or_without_the_label_prefix(tmp_path, prefix, capsys):
+    from distill.cli import DataFlags
+
+    d = tmp_path / "ft-data"
+    d.mkdir()
+    for split, n in (("train", 12), ("dev", 4)):
+        lines = [f"{prefix}{'pos' if i % 2 else 'neg'} {'a good film' if i % 2 else 'a dull plot'} {i}"
+                 for i in range(n)]
+        (d / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    for flags in (DataFlags(data=str(d)), DataFlags(data=str(d), format="fasttext")):
+        task, splits = flags.load_data(None)
+        assert task.name == "ft-data" and task.label_names == ("neg", "pos") and task.text_columns == ("text",)
+        assert splits["train"].texts[1] == ("a good film 1",) and splits["train"].labels.tolist()[:2] == [0, 1]
+        assert len(splits["dev"]) == 4
+
+
+def test_no_train_file_lists_the_files_and_the_closest_layout(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "training.csv").write_text("text,label\na,1\n")
+    (d / "notes.md").write_text("x")
+    with pytest.raises(DistillError) as e:
+        load_splits(resolve_task("x", ("text",), "label"), d)
+    msg = str(e.value)
+    assert "found: notes.md, training.csv" in msg and "rename training.csv to train.csv" in msg
+
+
+def test_a_dataset_saved_to_disk_loads_with_named_columns(tmp_path, capsys):
+    datasets = pytest.importorskip("datasets")
+    from distill.cli import DataFlags
+
+    def part(n):
+        return datasets.Dataset.from_dict({"body": [f"text number {i}" for i in range(n)],
+                                           "tag": ["a" if i % 2 else "b" for i in range(n)]})
+
+    saved = tmp_path / "my-set"
+    datasets.DatasetDict({"train": part(10), "validation": part(4)}).save_to_disk(str(saved))
+    task, splits = DataFlags(dataset=str(saved), text_column="body", label_column="tag").load_data(None)
+    assert task.name == "my-set" and task.label_names == ("a", "b")
+    assert len(splits["train"]) == 10 and len(splits["dev"]) == 4 and splits["train"].labels.tolist()[:2] == [1, 0]
+    files = tmp_path / "csvs"  # a builder over local files
+    files.mkdir()
+    (files / "train.csv").write_text("body,tag\n" + "".join(f"row {i},{'xy'[i % 2]}\n" for i in range(8)))
+    (files / "validation.csv").write_text("body,tag\nrow 1,y\nrow 2,x\n")
+    task, splits = DataFlags(dataset=str(files), text_column="body", label_column="tag").load_data("mine")
+    assert task.name == "mine" and task.label_names == ("x", "y") and len(splits["dev"]) == 2

@@ -1,6 +1,7 @@
 """distill.finetune on tiny data with a tiny random encoder: multi-class custom data, pairs, the saved
 folder as a teacher for distill.label, resume after a kill, and one-line errors for bad input."""
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -223,3 +224,60 @@ def test_bad_input_gives_one_line_errors(case, message, encoder, tmp_path, capsy
     assert not out.exists()  # nothing half-written
     if case == "too long":
         assert "(64 tokens: max_position_embeddings 64); use --max-length 64 or less" in err
+
+
+def _printed(out: str, after: str) -> list[str]:
+    """The command printed on the line after `after`, split as a shell would."""
+    import shlex
+
+    lines = out.splitlines()
+    i = next(i for i, line in enumerate(lines) if after in line)
+    return shlex.split(lines[i + 1])
+
+
+def test_printed_commands_run_as_printed(encoder, tmp_path, capsys, monkeypatch):
+    """finetune -> the printed distill.train -> compress -> the printed export -> the printed predict, on custom
+    data in a folder whose name has a '-' (the task keeps it)."""
+    from distill import compress
+    from distill.bundle import build as export
+    from distill.predict import main as predict_main
+    from distill.train import main as train_main
+
+    data = write_tickets(tmp_path / "my-tickets", n_train=24, n_dev=12)
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    run_main(["--model", encoder, "--data", data, "--text-column", "body", "--label-column", "queue",
+              "--max-steps", "2", *FAST])
+    out = capsys.readouterr().out
+    assert "task my-tickets (from the --data folder's name; --task to change it)" in out
+    argv = _printed(out, "distil it with:")
+    assert argv[:3] == ["python", "-m", "distill.train"] and argv[argv.index("--task") + 1] == "my-tickets"
+    teacher = Path(argv[argv.index("--teacher") + 1])
+    readme = (teacher / "README.md").read_text()
+    assert " ".join(argv[3:6]) in readme and "--text-column body" in readme and "--label-column queue" in readme
+    report = train_main(argv[3:] + ["--max-steps", "2", "--width", "4", "--embed-dim", "8", "--latency-repeats", "1",
+                                    "--no-progress"])
+    assert report["task"] == "my-tickets"
+    run_dir = tmp_path / "runs" / "my-tickets-bilstm"
+    capsys.readouterr()
+
+    compress.main([str(run_dir), "--embedding-rank", "4", "--output-dir", str(tmp_path / "small run"),
+                   "--latency-repeats", "1", "--no-progress"])
+    argv = _printed(capsys.readouterr().out, "export it with:")
+    assert argv[:3] == ["python", "-m", "distill.export"]
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("the printed export command needs the onnx extra")
+    export.main(argv[3:])
+    argv = _printed(capsys.readouterr().out, "run it:")
+    assert argv[:3] == ["python", "-m", "distill.predict"] and argv[3] == "exports/small run-onnx"
+    predict_main(argv[3:])
+    assert capsys.readouterr().out.split("\t")[0] in ("billing", "sales", "tech")
+
+
+def test_a_teacher_that_learned_nothing_is_flagged(encoder, tmp_path, capsys):
+    data = write_tickets(tmp_path / "tickets", n_train=24, n_dev=12)
+    record = run_main(["--model", encoder, "--data", data, "--text-column", "body", "--label-column", "queue",
+                       "--output-dir", tmp_path / "t", "--max-steps", "1", *FAST, "--lr", "1e-9"])
+    out = capsys.readouterr().out
+    assert record["majority_baseline"] == pytest.approx(1 / 3) and record["warning"]
+    assert "warning: this teacher seems to have learned nothing:" in out and "majority-class baseline" in out

@@ -202,3 +202,49 @@ def test_eval_every_sets_the_evaluation_schedule(sst_dir):
                  FitConfig(epochs=2, batch_size=16, eval_every=6, patience=99, progress=False), "accuracy")
     assert [h["step"] for h in result.history] == [6, 12, 15, 21, 27, 30]
     assert result.best_epoch in [h["epoch"] for h in result.history]
+
+
+def test_a_gold_only_baseline_needs_no_teacher(tmp_path, cache, capsys):
+    """--data and --alpha 1 without --teacher: the gold labels alone, a word tokenizer, random embeddings,
+    and a report that has no teacher row and says so."""
+    from conftest import write_tsv
+
+    rows = [[f"{'good fun' if i % 2 else 'dull flat'} movie {i}", "pos" if i % 2 else "neg"] for i in range(40)]
+    data = tmp_path / "my-reviews"
+    write_tsv(data / "train.tsv", ["review", "stars"], rows[:30])
+    write_tsv(data / "dev.tsv", ["review", "stars"], rows[30:])
+    out = tmp_path / "gold"
+    report = run_main(["--data", data, "--text-column", "review", "--label-column", "stars", "--alpha", "1",
+                       "--output-dir", out, "--max-steps", "2", "--width", "4", "--embed-dim", "8",
+                       "--latency-repeats", "1", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert "no teacher: the student reads words (--tokenizer word)" in printed
+    assert report["task"] == "my-reviews" and report["gold_only"] and "teacher" not in report
+    assert report["student"]["agreement_with_teacher"] is None and report["student"]["drop"] is None
+    config = json.loads((out / "config.json").read_text())
+    assert config["tokenizer"]["kind"] == "word" and config["embedding_init"] == "random"
+    md = (out / "report.md").read_text()
+    assert "(teacher) |" not in md and "No teacher: this student was trained on the gold labels alone" in md
+    assert "x faster than BERT-base" in md and "x faster than the teacher" not in md
+    with pytest.raises(SystemExit):  # without --alpha 1 a teacher is still needed
+        run_main(["--data", data, "--text-column", "review", "--label-column", "stars", "--output-dir",
+                  tmp_path / "x"])
+    assert "--data needs --teacher" in capsys.readouterr().err
+
+
+def test_report_shows_each_metric_in_its_convention_and_both_speedups():
+    from distill.training.report import render_markdown
+
+    lat = {"cpu_b1": 10.0}
+    row = {"params": 1000, "params_without_embeddings": 500}
+    for metric, teacher_m, student_m, shown, delta in (("accuracy", 0.9, 0.88, "88.00%", "-2.00 pts"),
+                                                        ("mcc", 0.2, 0.105, "0.105", "-0.095")):
+        report = {"task": "t", "metric": metric, "threads": 1, "lengths": {"teacher": 9, "student": 8},
+                  "teacher": {**row, "name": "tiny", "dev_metric": teacher_m, "latency_ms": lat},
+                  "reference": {**row, "name": "BERT-base", "dev_metric": None, "latency_ms": {"cpu_b1": 40.0}},
+                  "student": {**row, "name": "cnn", "dev_metric": student_m, "latency_ms": {"cpu_b1": 2.0}}}
+        md = render_markdown(report)
+        student = next(line for line in md.splitlines() if "(student)" in line)
+        assert f"| {shown} | {delta} |" in student and "| 5.0x | 20.0x |" in student, student
+        assert "x faster than the teacher, cpu b1" in md and "x faster than BERT-base, cpu b1" in md
+        assert "Δ vs teacher" in md and "drop (points)" not in md
