@@ -196,7 +196,8 @@ class DataFlags:
 
             from distill.data.readers import FASTTEXT_COLUMNS, find_split_file, is_fasttext
 
-            if self.format == "fasttext" or is_fasttext(find_split_file(Path(self.data), "train")):
+            train = find_split_file(Path(self.data), "train", required=False) if Path(self.data).is_dir() else None
+            if self.format == "fasttext" or (train is not None and is_fasttext(train)):
                 return (FASTTEXT_COLUMNS[0],), self.label_column or FASTTEXT_COLUMNS[1]
         return cols, self.label_column
 

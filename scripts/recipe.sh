@@ -50,7 +50,7 @@ EOF
 }
 
 die() { echo "error: $*" >&2; exit 2; }
-run() { echo; echo "== $*"; "$@"; }
+run() { echo; echo "== $(printf "%q " "$@")"; "$@"; }  # printed quoted: it runs as printed
 
 MODEL="" DATA="" TASK="" TEXT="" PAIR="" LABEL="" OUT="" SIZE="" LATENCY="" PRECISION="int8"
 STUDENTS="bilstm,cnn,transformer" TRIALS=30 COPIES=10 THREADS="" RANK="" METHOD="autoencoder"
