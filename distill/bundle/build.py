@@ -278,7 +278,7 @@ def _build(args, tmp: Path, model, tok, config, rows: DevRows, max_length: int, 
     if args.quantize == "int8":
         meta = _quantize(tmp, model, rows, meta, student, args.threads)
     atomic_write_json(tmp / METADATA, meta)
-    atomic_write_text(tmp / "README.md", render_readme(meta))
+    atomic_write_text(tmp / "README.md", render_readme(meta, out.name))
     return meta
 
 

@@ -36,7 +36,14 @@ def write_tokenizer(tok, directory: Path, max_length: int) -> dict:
         by_id[i] = token
     (directory / "vocab.txt").write_text("\n".join(by_id) + "\n", encoding="utf-8")
     spec = _tokenizer_spec(json.loads(t.to_str()))
-    return {"file": "tokenizer.json", "vocab_file": "vocab.txt", "kind": tok.kind,
+    # transformers.js' AutoTokenizer reads this beside tokenizer.json (and refuses a folder without it)
+    config = {"tokenizer_class": "BertTokenizer" if spec.get("type") == "WordPiece" else "PreTrainedTokenizer",
+              "model_max_length": max_length, "unk_token": spec.get("unk_token") or "[UNK]",
+              "pad_token": by_id[tok.pad_id] if 0 <= tok.pad_id < len(by_id) else None,
+              "clean_up_tokenization_spaces": False, "do_lower_case": False}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return {"file": "tokenizer.json", "vocab_file": "vocab.txt", "config_file": "tokenizer_config.json",
+            "kind": tok.kind,
             "vocab_size": tok.vocab_size, "pad_id": tok.pad_id, "unk_id": tok.unk_id,
             "add_special_tokens": False, "truncation": {"max_length": max_length, "side": "right"},
             "empty_text": "a text with no token becomes [unk_id]", **spec}
@@ -64,7 +71,7 @@ def _template(name: str) -> Template:
     return Template((TEMPLATES / name).read_text(encoding="utf-8"))
 
 
-def render_readme(meta: dict) -> str:
+def render_readme(meta: dict, bundle_name: str = "bundle") -> str:
     """The bundle's README (readme/README.md) with the calls that run it in Python, Kotlin and Swift."""
     fmt, T, pair = meta["format"], meta["max_length"], meta["pair"]
     par, q = meta["parity"], meta.get("quantization")
@@ -91,6 +98,17 @@ def render_readme(meta: dict) -> str:
         "n_ids": f"<= {T}" if meta["length"]["dynamic"] else f"exactly {T} (padded)",
         "tokenizer_type": meta["tokenizer"].get("type"),
     }
+    values |= {
+        "bundle_name": bundle_name,
+        "labels_js": '", "'.join(meta["labels"]),
+        "js_pad": ("  const mask = ids.map(() => 1);" if meta["length"]["dynamic"] else
+                   f"  const mask = ids.map(() => 1).concat(Array({T} - ids.length).fill(0));\n"
+                   f"  ids = ids.concat(Array({T} - ids.length).fill({meta['tokenizer']['pad_id']}));  "
+                   f"// this model takes exactly {T} tokens"),
+        "js_pair_note": (" Pairs: tokenize each text on its own and stack them as (1, 2, length)."
+                         if pair else ""),
+    }
     snippets = {key: _template(f"{fmt}.{ext}").substitute(values).rstrip("\n")
-                for key, ext in (("python_run", "py.txt"), ("kotlin", "kt"), ("swift", "swift"))}
+                for key, ext in (("python_run", "py.txt"), ("kotlin", "kt"), ("swift", "swift"),
+                                 ("javascript", "js"))}
     return _template("README.md").substitute(values | snippets)

@@ -261,7 +261,8 @@ def render_markdown(report: dict) -> str:
         "",
         f"Task {report['task']}, metric {metric} ({unit}); timings are medians on "
         f"{report['threads']} CPU thread(s) at the typical dev length "
-        f"({report['lengths']['teacher']} teacher tokens, {report['lengths']['student']} student "
+        f"({report['lengths']['teacher']} {'teacher' if t is not None else 'BERT-base (estimated)'} tokens, "
+        f"{report['lengths']['student']} student "
         "tokens); \"x faster\" is the other model's latency divided by this one's.",
     ]
     if t is not None:

@@ -273,3 +273,70 @@ def test_bad_inputs_name_the_problem_and_the_fix(runs, tmp_path, capsys, monkeyp
         [runs["cnn"], "--output-dir", tmp_path / "b"])
     assert "is not an export bundle" in error([tmp_path, "x"], predict_main)
     assert not (tmp_path / "b").exists()
+
+
+# ----------------------------------------------------------------------------- JavaScript
+
+
+def _js_modules() -> Path | None:
+    """A folder with @huggingface/transformers and onnxruntime-node installed ($DISTILL_JS_DIR, else the
+    workbench cache), installing them there once if npm can; None where node or the packages are missing."""
+    import os
+
+    if not (shutil.which("node") and shutil.which("npm")):
+        return None
+    d = Path(os.environ.get("DISTILL_JS_DIR") or Path.home() / ".cache" / "distill-workbench" / "js")
+    want = [d / "node_modules" / "@huggingface" / "transformers", d / "node_modules" / "onnxruntime-node"]
+    if not all(p.is_dir() for p in want):
+        d.mkdir(parents=True, exist_ok=True)
+        try:
+            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
+                                "@huggingface/transformers", "onnxruntime-node"], cwd=d, capture_output=True,
+                               env={**os.environ, "ONNXRUNTIME_NODE_INSTALL": "skip"}, timeout=600)
+        except subprocess.TimeoutExpired:
+            return None
+        if r.returncode or not all(p.is_dir() for p in want):
+            return None
+    return d
+
+
+@needs_onnx
+def test_the_readmes_javascript_runs_and_matches_python(onnx_bundles):
+    """The README's JavaScript snippet, run by node on the bundle: same ids (an empty text included) and
+    labels as the Python runtime."""
+    if not shutil.which("node"):
+        pytest.skip("needs node")
+    modules = _js_modules()
+    if modules is None:
+        pytest.skip("needs npm packages @huggingface/transformers and onnxruntime-node (npm install failed)")
+    bundle_dir = onnx_bundles["cnn"]
+    assert json.loads((bundle_dir / "tokenizer_config.json").read_text())["model_max_length"] > 0
+    readme = (bundle_dir / "README.md").read_text()
+    snippet = readme.split("```javascript\n", 1)[1].split("```", 1)[0]
+    snippet = snippet.replace("/path/to/", f"{bundle_dir.parent}/")
+    texts = ["a witty and charming film", "", "boring " * 30 + "movie", "the plot was dull"]
+    meta = json.loads((bundle_dir / "metadata.json").read_text())
+    script = modules / f"client-{bundle_dir.parent.name}.mjs"
+    script.write_text(snippet + f"""
+const texts = {json.dumps(texts)};
+const out = [];
+for (const text of texts) {{
+  let {{ input_ids: ids }} = tokenizer(text, {{ add_special_tokens: false, truncation: true,
+                                              max_length: {meta["max_length"]},
+                                              return_tensor: false }});
+  if (ids.length === 0) ids = [{meta["tokenizer"]["unk_id"]}];
+  out.push({{ ids, label: await classify(text) }});
+}}
+console.log(JSON.stringify(out));
+""")
+    try:
+        r = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=120)
+    finally:
+        script.unlink()
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    bundle = Bundle(bundle_dir)
+    ids, mask, _ = bundle.encode(texts)
+    want_ids = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
+    assert [g["ids"] for g in got] == want_ids
+    assert [g["label"] for g in got] == [p.label for p in bundle.predict(texts)]
