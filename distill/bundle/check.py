@@ -33,6 +33,14 @@ def dev_rows(config: dict, labels_path: str | None, n: int) -> DevRows:
                            f"{path}) is not there; pass --labels with the label set the student "
                            "was trained on")
     ls = LabelSet.load(path)
+    trained_on = config.get("label_set", {}).get("key")
+    if trained_on and ls.key != trained_on:
+        if not labels_path:  # the folder was relabelled since: its dev rows are not the student's
+            raise DistillError(f"the label set at {path} (config.json's label_set.path) holds other data than "
+                               f"the student was trained on (key {ls.key[:12]}, trained on {trained_on[:12]}); "
+                               "pass --labels with a label set of the student's task to check parity on")
+        print(f"note: --labels {path} is not the label set the student was trained on; parity is checked on "
+              "its dev rows")
     dev = ls.splits["dev"]
     want = config.get("task", {}).get("name")
     if want and ls.task.name != want:

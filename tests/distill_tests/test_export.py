@@ -257,6 +257,12 @@ def test_bad_inputs_name_the_problem_and_the_fix(runs, tmp_path, capsys, monkeyp
     assert "--labels" in error([runs["cnn"], "--labels", tmp_path / "nope", "--output-dir", tmp_path / "b"])
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
+    relabelled = tmp_path / "relabelled"  # its label set's folder now holds other data than it was trained on
+    shutil.copytree(runs["cnn"], relabelled)
+    config = json.loads((relabelled / "config.json").read_text())
+    config["label_set"]["key"] = "0" * 64
+    (relabelled / "config.json").write_text(json.dumps(config))
+    assert "holds other data than the student was trained on" in error([relabelled, "--output-dir", tmp_path / "b"])
     for flags in ([], ["--overwrite"]):  # a folder the tool did not make is never replaced
         assert "not made by distill-workbench" in error([runs["cnn"], "--output-dir", tmp_path / "full", *flags])
     assert (tmp_path / "full" / "x").read_text() == "x"
