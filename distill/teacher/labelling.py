@@ -332,7 +332,7 @@ def _int8_gate(model, int8, tokenizer, splits, task: Task, work: Path, max_lengt
     rec = {"rows": len(pq), "agreement_with_fp32": agreement, "min_agreement": onnx_teacher.INT8_MIN_AGREEMENT,
            "dev_metric": compute_metric(task.metric, pq[has], dev.labels[has]) if has.any() else None,
            "fp32_dev_metric": compute_metric(task.metric, pf[has], dev.labels[has]) if has.any() else None,
-           "method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights, MatMul and Gather"}
+           "method": "onnxruntime.quantization.quantize_dynamic, QInt8 per-channel weights, MatMul and Gather"}
     if agreement < onnx_teacher.INT8_MIN_AGREEMENT:
         raise DistillError(f"the int8 teacher agrees with the fp32 teacher on only {100 * agreement:.2f}% of "
                            f"{len(pq)} dev labels (needs {100 * onnx_teacher.INT8_MIN_AGREEMENT:.0f}%); label with "
