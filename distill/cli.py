@@ -54,6 +54,9 @@ def build_parser(spec, prog: str, description: str = "", positional: tuple[str, 
             parser.add_argument(f.name, help=text)
             continue
         flag = "--" + f.name.replace("_", "-")
+        if "nargs" in f.metadata:  # a list flag: --merge A B C (None when absent, [] when bare)
+            parser.add_argument(flag, nargs=f.metadata["nargs"], default=f.default, help=text)
+            continue
         if f.type in ("bool", bool):
             parser.add_argument(flag, action="store_true", help=text)
             continue

@@ -138,9 +138,11 @@ if [ -n "$RANK" ]; then
     BEST="$OUT/compressed-$METHOD-r$RANK"
 fi
 
-# 4. export the student as an ONNX bundle (int8 when it is not slower; parity-checked on dev)
+# 4. export the student as an ONNX bundle (parity-checked on dev); int8 under a size budget is kept
+#    for its size even if slower (--keep-int8 always), else only when it is not slower
 QUANTIZE=()
 [ "$PRECISION" = int8 ] && QUANTIZE=(--quantize int8)
+[ "$PRECISION" = int8 ] && [ -n "$SIZE" ] && QUANTIZE+=(--keep-int8 always)
 run "$PY" -m distill.export "$BEST" --format onnx "${QUANTIZE[@]}" --output-dir "$OUT/bundle" --overwrite \
     "${EXPORT_EXTRA[@]}"
 

@@ -72,6 +72,11 @@ class SearchArgs:
         "CPU threads per worker for training; default: torch's, divided among --workers"))
     tokenizer: str = field(default="teacher", metadata=_help(
         "student tokenizer: 'teacher' (fixed vocabulary) or 'word' (the vocabulary size is searched)"))
+    prune_vocab: bool = field(default=False, metadata=_help(
+        "trials and the retrain drop the vocabulary tokens the training rows never use (distill.train's "
+        "--prune-vocab, counted over every training row), so size budgets see the pruned embedding table"))
+    prune_min_count: int = field(default=1, metadata=_help(
+        "with --prune-vocab: keep tokens used at least this many times"))
     train_rows: int = field(default=10_000, metadata=_help(
         "training rows each trial trains on (a fixed random subset; 0 = all); the retrain uses all"))
     epochs: int = field(default=3, metadata=_help("training epochs per trial"))
@@ -123,6 +128,8 @@ class SearchArgs:
             (self.latency_repeats >= 1, "--latency-repeats must be >= 1"),
             (self.tokenizer in ("teacher", "word"), "--tokenizer must be 'teacher' or 'word'"),
             (self.train_rows >= 0, "--train-rows must be >= 0 (0 = all)"),
+            (self.prune_min_count >= 1, f"--prune-min-count {self.prune_min_count} must be >= 1"),
+            (self.prune_min_count == 1 or self.prune_vocab, "--prune-min-count needs --prune-vocab"),
             (self.epochs >= 1, "--epochs must be >= 1"),
             (self.retrain >= 0, "--retrain must be >= 0"),
             (self.retrain_epochs is None or self.retrain_epochs >= 1, "--retrain-epochs must be >= 1"),

@@ -6,8 +6,12 @@
     cost = measure(model, vocab_size, pair=False, timing=budget.timing, precision=budget.precision)
     budget.violations(cost)   # {"latency_ms": 0.31} -> over by 31%; {} or values <= 0: within
 
-Sizes count every parameter, embeddings included, at `precision` bytes each (1 MB = 10^6 bytes;
-an export's scales and file headers are not counted). Latency is the median wall time of
+Sizes count every parameter, embeddings included (1 MB = 10^6 bytes), stored as the export stores
+it: at fp32 and fp16, 4 and 2 bytes each; at int8, the export's precision policy
+(distill/bundle/policy.py INT8_OPS): one byte for the weights of the op types it quantizes
+(embedding tables: Gather; Linear weights: MatMul; the BiLSTM's LSTM weights), four for the rest
+(convolutions, biases, norms). An export's scales and the graph itself are not counted: tens of KB,
+under 2% of a model of a few MB. Latency is the median wall time of
 `timing.repeats` forward passes at `timing.batch` x `timing.length` tokens on this CPU with
 `timing.threads` threads, timed with distill.training.report.measure_latency. Each violation is the
 relative excess, cost / limit - 1, so one number per budget, in no unit, goes to Optuna's
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS
 from distill.training.report import measure_latency, student_inputs
 
 BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -109,6 +114,27 @@ class Budget:
         return ", ".join(out)
 
 
+STUDENT_OF = {"BiLSTM": "bilstm", "TextCNN": "cnn", "TinyTransformer": "transformer"}  # class -> INT8_OPS key
+
+
+def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
+    """Bytes of the model's parameters in its export at `precision` (see the module's docstring)."""
+    if precision != "int8":
+        return model.num_parameters() * BYTES_PER_PARAM[precision]
+    ops = INT8_OPS.get(STUDENT_OF.get(type(model).__name__, ""), DEFAULT_INT8_OPS)
+    seen, total = set(), 0
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            int8 = (("Gather" in ops and isinstance(module, torch.nn.Embedding))
+                    or ("MatMul" in ops and isinstance(module, torch.nn.Linear) and name == "weight")
+                    or ("LSTM" in ops and isinstance(module, torch.nn.LSTM) and name.startswith("weight_")))
+            total += p.numel() * (1 if int8 else 4)
+    return total
+
+
 @contextmanager
 def torch_threads(n: int):
     """Run the block with n intra-op threads, then restore the previous setting."""
@@ -130,5 +156,5 @@ def measure(model: torch.nn.Module, vocab_size: int, pair: bool, timing: Timing,
         lat = measure_latency(model, student_inputs(vocab_size, timing.length, pair), "cpu",
                               batches=(timing.batch,), repeats=timing.repeats)
     return Cost(params=params, params_without_embeddings=without,
-                size_mb=params * BYTES_PER_PARAM[precision] / 1e6,
+                size_mb=parameter_bytes(model, precision) / 1e6,
                 latency_ms=lat[f"cpu_b{timing.batch}"], seconds=time.perf_counter() - t0)

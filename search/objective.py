@@ -105,17 +105,32 @@ class Objective:
         self.ls = label_set_for(settings.base, torch.device(self.device))
         self.train_split, self.train_logits = training_subset(self.ls, settings.train_rows, settings.base.seed)
         self._toks: dict[tuple, object] = {}
+        self._pruned: dict[tuple, object] = {}  # tokenizer key -> distill.data.vocab.Pruned (--prune-vocab)
         self._data: dict[int, tuple] = {}
 
     def tokenizer(self, args: TrainArgs):
         """The student tokenizer for the args, cached per vocabulary size.
 
-        A word vocabulary is built from every training row, as the full retrain builds it, so a
-        trial's size is the size of the student it stands for."""
-        key = (args.tokenizer, args.vocab_max_size if args.tokenizer == "word" else None)
+        A word vocabulary is built from every training row, as the full retrain builds it, and with
+        --prune-vocab the tokenizer is pruned on every training row's token counts, as distill.train
+        prunes it, so a trial's size is the size of the student it stands for."""
+        key = self._tok_key(args)
         if key not in self._toks:
-            self._toks[key] = make_tokenizer(args, self.ls)
+            tok = make_tokenizer(args, self.ls)
+            if args.prune_vocab:
+                from distill.data.vocab import prune_tokenizer, token_counts
+                from distill.train import training_rows
+
+                train, _ = training_rows(args, self.ls, tok)
+                pruned = prune_tokenizer(tok, token_counts(train.tokens, tok.vocab_size), args.prune_min_count)
+                self._pruned[key], tok = pruned, pruned.tokenizer
+            self._toks[key] = tok
         return self._toks[key]
+
+    @staticmethod
+    def _tok_key(args: TrainArgs) -> tuple:
+        return (args.tokenizer, args.vocab_max_size if args.tokenizer == "word" else None, args.prune_vocab,
+                args.prune_min_count)
 
     def data(self, args: TrainArgs):
         """(tokenizer, train, dev): the training subset and the dev split, encoded (cached)."""
@@ -183,7 +198,7 @@ class Objective:
             return floor if s.objective == "metric" else (floor, getattr(cost, s.cost_key))
 
         tok, train, dev = self.data(args)
-        init_embeddings(model, args, self.ls, tok)
+        init_embeddings(model, args, self.ls, tok, self._pruned.get(self._tok_key(args)))
         run_dir = Path(s.output_dir) / "trials" / f"{trial.number:04d}"
         shutil.rmtree(run_dir, ignore_errors=True)  # a new trial number: anything there is stale
         trial.set_user_attr("tb", str(run_dir / "tb"))

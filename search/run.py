@@ -65,7 +65,8 @@ def run_search(args: SearchArgs) -> dict:
         torch.set_num_threads(threads)
     base = TrainArgs(student=args.students[0], labels=args.labels, tokenizer=args.tokenizer,
                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, no_progress=True,
-                     latency_repeats=args.latency_repeats)
+                     latency_repeats=args.latency_repeats, prune_vocab=args.prune_vocab,
+                     prune_min_count=args.prune_min_count)
     timing = Timing(batch=args.latency_batch, length=args.latency_length or 1,
                     threads=args.latency_threads, repeats=args.latency_repeats)
     budget = Budget(max_params=args.max_params, max_size_mb=args.max_size_mb,
@@ -109,7 +110,8 @@ def run_search(args: SearchArgs) -> dict:
                 "budget": budget.limits(), "precision": args.precision,
                 "timing": [timing.batch, timing.length, timing.threads], "tokenizer": args.tokenizer,
                 "train_rows": args.train_rows, "epochs": args.epochs, "batch_size": args.batch_size,
-                "space": [args.max_width, args.max_depth, args.max_embed_dim]}
+                "space": [args.max_width, args.max_depth, args.max_embed_dim],
+                "prune_vocab": args.prune_min_count if args.prune_vocab else None}
     begin_output(out, "search")
     storage_spec = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     storage = open_storage(storage_spec)

@@ -86,7 +86,7 @@ FLAGS_OF = {"task": "--labels", "label_set": "--labels", "students": "--student"
             "budget": "--max-params/--max-size-mb/--max-latency-ms", "precision": "--precision",
             "timing": "--latency-batch/--latency-length/--latency-threads", "tokenizer": "--tokenizer",
             "train_rows": "--train-rows", "epochs": "--epochs", "batch_size": "--batch-size",
-            "space": "--max-width/--max-depth/--max-embed-dim"}
+            "space": "--max-width/--max-depth/--max-embed-dim", "prune_vocab": "--prune-vocab/--prune-min-count"}
 
 
 def _check_identity(name: str, where: str, old: dict | None, new: dict) -> None:

@@ -96,7 +96,8 @@ def parity(bundle: Bundle, model, rows: DevRows) -> dict:
 
 
 def time_bundle(bundle: Bundle, length: int, batches=TIMING_BATCHES, budget_s: float = 0.15) -> dict:
-    """{"b1": median ms, ...} of one model call on random ids of the given length; a fixed-batch
+    """{"b1": median ms, ...} of one batch through bundle.logits (so its batch policy: a "row" bundle
+    pays one call per row) on random ids of the given length; a fixed-batch
     bundle is timed at its own batch only (a fixed-length one at its own length). Each median
     takes about budget_s (at least 10 calls), so sub-millisecond models get hundreds of calls."""
     import time as _time
@@ -116,7 +117,7 @@ def time_bundle(bundle: Bundle, length: int, batches=TIMING_BATCHES, budget_s: f
         mask[..., :length] = 1  # `length` real tokens, the rest (fixed length) padding
         ids[mask == 0] = bundle.pad_id
         def call(ids=ids, mask=mask):
-            bundle.run(ids, mask)
+            bundle.logits(ids, mask)
         t0 = _time.perf_counter()
         for _ in range(3):  # warm-up, and an estimate of one call
             call()

@@ -93,7 +93,11 @@ def render_readme(meta: dict, bundle_name: str = "bundle") -> str:
         "agreement": f"{100 * par['label_agreement']:.2f}", "metric": par["metric"],
         "bundle_metric": fmt_metric(par["metric"], par["bundle_metric"]),
         "pytorch_metric": fmt_metric(par["metric"], par["pytorch_metric"]),
-        "quantization_line": f"\nint8 was requested and not kept: {q['reason']}.\n" if q and not q["kept"] else "",
+        "quantization_line": (f"\nint8 was requested and not kept: {q['reason']}.\n" if q and not q["kept"] else
+                              "\n**Batches**: run one text per call (`batch_policy` \"row\" in metadata.json): "
+                              "dynamic int8 scales activations over the whole input, so in a batch a text's "
+                              "label could depend on the other texts.\n" if meta.get("batch_policy") == "row"
+                              else ""),
         "py_len": "len(enc)" if meta["length"]["dynamic"] else str(T),  # a fixed-length model: pad to T
         "n_ids": f"<= {T}" if meta["length"]["dynamic"] else f"exactly {T} (padded)",
         "tokenizer_type": meta["tokenizer"].get("type"),

@@ -255,6 +255,10 @@ class Bundle:
         self.pair: bool = bool(m["pair"])
         self.fixed_length: bool = not m["length"]["dynamic"]
         self.batch_size: int | None = None if m["batch"]["dynamic"] else int(m["batch"]["size"])
+        # "row": the model runs one text per call, trimmed to its own length (int8 bundles: ONNX Runtime's
+        # dynamic quantization scales activations over the whole input, so in a batch a text's label could
+        # depend on its neighbours and their padding); "batch": one call per batch
+        self.batch_policy: str = m.get("batch_policy", "batch")
         self.pad_id: int = int(m["tokenizer"]["pad_id"])
         self.unk_id: int = int(m["tokenizer"]["unk_id"])
         tok_path = bundle_file(self.path, "tokenizer.file", m["tokenizer"]["file"])
@@ -319,7 +323,14 @@ class Bundle:
     # ------------------------------------------------------------------ running
 
     def logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Logits (N, C) of padded inputs; a fixed-batch model gets chunks padded with empty rows."""
+        """Logits (N, C) of padded inputs; a fixed-batch model gets chunks padded with empty rows; a
+        "row" batch policy runs each row alone at its own length, so it gets what it gets alone."""
+        if self.batch_policy == "row" and self.batch_size is None:
+            out = []
+            for i in range(len(ids)):
+                n = ids.shape[-1] if self.fixed_length else max(self.min_length, int(mask[i].sum(-1).max()))
+                out.append(self.run(ids[i:i + 1, ..., :n], mask[i:i + 1, ..., :n]))
+            return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
         if self.batch_size is None or len(ids) == self.batch_size:
             return self.run(ids, mask)
         out = []

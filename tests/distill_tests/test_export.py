@@ -140,6 +140,28 @@ def test_a_slower_int8_model_is_never_kept(runs, onnx_bundles, tmp_path, monkeyp
 
 
 @needs_onnx
+def test_an_int8_bundle_labels_a_text_alone_as_in_a_mixed_batch(runs, onnx_bundles, tmp_path, monkeypatch, capsys):
+    _reuse_onnx(monkeypatch, onnx_bundles["transformer"])
+    monkeypatch.setattr(export, "time_bundle", lambda bundle, length, **k: {  # int8 slower: kept only with always
+        "b1": 2.0 if _is_int8(bundle.model_path) else 1.0, "b32": 1.0})
+    out = tmp_path / "q"
+    meta = _export(runs["transformer"], out, "--quantize", "int8", "--keep-int8", "always")
+    assert meta["precision"] == "int8" and _is_int8(out / "model.onnx") and meta["batch_policy"] == "row"
+    assert "kept with --keep-int8 always although" in meta["quantization"]["reason"]
+    b = meta["bundle_bytes"]  # where the folder's bytes go, metadata.json included
+    assert b["model"] == (out / "model.onnx").stat().st_size and b["vocab.txt"] == (out / "vocab.txt").stat().st_size
+    assert b["total"] == b["model"] + b["tokenizer.json"] + b["vocab.txt"] + b["other"]
+    assert b["total"] == sum(f.stat().st_size for f in out.iterdir())
+    assert "bundle " in capsys.readouterr().out and '"row"' in (out / "README.md").read_text()
+    bundle = Bundle(out)
+    mixed = TEXTS + ["the movie was good", "dull", "a witty and charming film " * 3]
+    together = bundle.predict(mixed, batch_size=len(mixed))
+    for text, pred in zip(mixed, together):
+        alone = bundle.predict([text])[0]
+        assert alone.label == pred.label and alone.probabilities == pred.probabilities
+
+
+@needs_onnx
 @pytest.mark.parametrize("knob, flags, message", [
     ("INT8_MIN_AGREEMENT", ["--quantize", "int8"], "int8 parity check failed"),
     ("FP32_MAX_DIFF", [], "parity check failed"),

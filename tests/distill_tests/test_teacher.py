@@ -124,3 +124,77 @@ def test_label_set_can_store_only_the_embedding_rows_its_texts_use(tiny_teacher,
     assert torch.allclose(table[present], full[present], atol=full.abs().max().item() / 100)
     init = pca_table(table, 8, present=present)
     assert init.shape == (len(present), 8) and torch.isfinite(init).all()
+
+
+def test_onnx_runtime_gives_the_torch_logits_within_1e3_and_shares_their_key(tiny_teacher, sst, tmp_path):
+    task, splits = sst
+    torch_ls = teacher_mod.label(str(tiny_teacher), task, splits, tmp_path / "pt", progress=False)
+    onnx_ls = teacher_mod.label(str(tiny_teacher), task, splits, tmp_path / "ort", progress=False,
+                                runtime="onnx", threads=1)
+    for split in ("train", "dev"):
+        assert np.abs(onnx_ls.logits[split] - torch_ls.logits[split]).max() <= 1e-3
+    assert onnx_ls.key == torch_ls.key  # same labels within 1e-3: one key, reusable either way
+    rt = onnx_ls.manifest["runtime"]
+    assert rt["name"] == "onnx" and rt["threads"] == 1 and rt["onnx_check"]["max_abs_logit_diff"] <= 1e-3
+
+
+def test_onnx_int8_records_its_dev_metric_and_agreement_or_refuses(tiny_teacher, sst, sst_dir, tmp_path,
+                                                                   monkeypatch, capsys):
+    from distill.label import main
+    from distill.teacher import onnx_teacher
+
+    task, splits = sst
+    monkeypatch.setattr(onnx_teacher, "INT8_MIN_AGREEMENT", 0.0)  # a random tiny teacher's logits are near ties
+    ls = teacher_mod.label(str(tiny_teacher), task, splits, tmp_path / "q", progress=False, runtime="onnx-int8")
+    q = ls.manifest["runtime"]["int8"]
+    assert q["rows"] == 40 and 0 <= q["agreement_with_fp32"] <= 1 and 0 <= q["dev_metric"] <= 1
+    fp32 = teacher_mod.label(str(tiny_teacher), task, splits, tmp_path / "f", progress=False)
+    assert q["fp32_dev_metric"] == pytest.approx(fp32.teacher["dev_metric"])
+    assert ls.teacher["dev_metric"] == q["dev_metric"]  # the stored labels are the int8 teacher's
+    assert ls.key != fp32.key  # int8 labels differ: the runtime enters the key
+    monkeypatch.setattr(onnx_teacher, "INT8_MIN_AGREEMENT", 1.01)
+    with pytest.raises(SystemExit) as e:
+        main(["--teacher", str(tiny_teacher), "--task", "sst2", "--data", str(sst_dir), "--augment",
+              "none", "--output-dir", str(tmp_path / "refused"), "--no-progress", "--runtime", "onnx-int8"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 2 and last.startswith("error: the int8 teacher agrees with the fp32 teacher on only")
+
+
+def test_onnx_logits_far_from_torch_stop_with_one_line(tiny_teacher, sst, tmp_path, monkeypatch):
+    from distill.teacher import onnx_teacher
+
+    task, splits = sst
+    real = onnx_teacher.OnnxTeacher.__call__
+    monkeypatch.setattr(onnx_teacher.OnnxTeacher, "__call__", lambda self, enc: real(self, enc) + 0.01)
+    with pytest.raises(DistillError) as e:
+        teacher_mod.label(str(tiny_teacher), task, splits, tmp_path / "bad", progress=False, runtime="onnx")
+    assert "differ from PyTorch's by up to 1.00e-02" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_two_shards_merged_equal_one_run_byte_for_byte(tiny_teacher, sst_dir, tmp_path, capsys):
+    from distill.label import main
+
+    common = ["--teacher", str(tiny_teacher), "--task", "sst2", "--data", str(sst_dir), "--augment-copies", "2",
+              "--no-progress"]
+    teacher_mod.CHUNK_ROWS, saved = 64, teacher_mod.CHUNK_ROWS  # several chunks per shard
+    try:
+        whole = main([*common, "--output-dir", str(tmp_path / "whole2")])
+        assert main([*common, "--output-dir", str(tmp_path / "s1"), "--shard", "1/2"]) is None
+        with pytest.raises(SystemExit):  # shard 2 has not run: nothing to merge yet
+            main([*common, "--output-dir", str(tmp_path / "merged"), "--merge", str(tmp_path / "s1")])
+        assert "chunks are not labelled yet" in capsys.readouterr().err
+        assert main([*common, "--output-dir", str(tmp_path / "s2"), "--shard", "2/2"]) is None
+        merged = main([*common, "--output-dir", str(tmp_path / "merged"), "--merge", str(tmp_path / "s1"),
+                       str(tmp_path / "s2")])
+        # or both shards in one shared work folder, merged in place
+        main([*common, "--output-dir", str(tmp_path / "shared"), "--shard", "2/2"])
+        main([*common, "--output-dir", str(tmp_path / "shared"), "--shard", "1/2"])
+        in_place = main([*common, "--output-dir", str(tmp_path / "shared"), "--merge"])
+    finally:
+        teacher_mod.CHUNK_ROWS = saved
+    for ls in (merged, in_place):
+        assert ls.key == whole.key
+        for split in whole.split_names:
+            assert ls.logits[split].tobytes() == whole.logits[split].tobytes()
+            assert ls.splits[split].texts == whole.splits[split].texts

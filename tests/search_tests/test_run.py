@@ -166,3 +166,14 @@ def test_failing_trials_stop_the_search_with_one_line(labels, tmp_path, monkeypa
 def test_other_pruners_and_samplers_run(labels, tmp_path, extra):
     summary = main(tiny(labels, tmp_path / "h", "--student", "cnn,bilstm", "--trials", 3, "--epochs", 3, *extra))
     assert summary["trials"] == 3 and summary["failed"] == 0
+
+
+def test_prune_vocab_prunes_the_trials_and_the_retrain_so_the_size_budget_sees_it(labels, tmp_path):
+    plain = main(tiny(labels, tmp_path / "plain", "--student", "cnn", "--trials", 1, "--epochs", 1))
+    pruned = main(tiny(labels, tmp_path / "pruned", "--student", "cnn", "--trials", 1, "--epochs", 1,
+                       "--prune-vocab", "--retrain", 1, "--retrain-epochs", 1))
+    a, b = plain["best"][0], pruned["best"][0]
+    assert a["config"] == b["config"] and b["params"] < a["params"]  # same trial, a smaller table
+    config = json.loads((tmp_path / "pruned" / "best" / f"trial-{b['trial']:04d}" / "config.json").read_text())
+    assert config["vocabulary"]["pruned"] is True and pruned["retrained"][0]["params"] == b["params"]
+    assert "--prune-vocab" in b["command"] and "--prune-vocab" not in a["command"]
