@@ -130,6 +130,20 @@ def quiet_progress(no_progress: bool) -> None:
         hf_logging.disable_progress_bar()
 
 
+def setup_torch(no_progress: bool, threads: int | None, device: str | None):
+    """What every training command does first: quiet progress bars if asked, CPU threads, and the device
+    (cuda if present unless --device says otherwise; --device cuda without a GPU is one line)."""
+    import torch
+
+    quiet_progress(no_progress)
+    if threads:
+        torch.set_num_threads(threads)
+    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise DistillError("--device cuda, but torch sees no GPU; drop --device or use cpu")
+    return chosen
+
+
 def run_command(fn: Callable[[], object], on_interrupt: str | None = "rerun the same command to resume"):
     """Run a command's body: a DistillError becomes `error: ...` on one line and exit code 2; Ctrl-C exits
     130 (saying `on_interrupt`, if given); a closed output pipe (`... | head`) ends quietly."""
@@ -225,7 +239,7 @@ class DataFlags:
 
     def load_data(self, task: str | None):
         """(task, splits) these flags name: train, dev (or held out from train) and a labelled test if any."""
-        from distill.data.readers import load_splits
+        from distill.data.sources import load_splits
 
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise DistillError(f"--validation-fraction {self.validation_fraction} must be between 0 and 1")

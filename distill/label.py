@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from distill.cli import AugmentFlags, DataFlags, _help, build_parser, quiet_progress, run_command
-from distill.data.readers import read_transfer_file
+from distill.data.sources import read_transfer_file
 from distill.errors import DistillError
 from distill.outputs import check_output
 

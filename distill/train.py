@@ -22,14 +22,22 @@ import numpy as np
 import torch
 
 import students
-from distill.cli import AugmentFlags, DataFlags, _help, build_parser, command_line, quiet_progress, run_command
+from distill.cli import (
+    AugmentFlags,
+    DataFlags,
+    _help,
+    build_parser,
+    command_line,
+    run_command,
+    setup_torch,
+)
 from distill.data.metrics import compute_metric
 from distill.data.tasks import safe_name
 from distill.data.vocab import prune_tokenizer, token_counts
 from distill.errors import DistillError
 from distill.outputs import begin_output, check_output, clear_output, discard_fresh, hold_lock, resumable_output
-from distill.teacher.labelling import label_set_for, teacher_summary
 from distill.teacher.labelset import ORIGINS, LabelSet
+from distill.teacher.sets import label_set_for, teacher_summary
 from distill.training.embeddings import INITS
 from distill.training.fit import FitConfig, fit, predict
 from distill.training.losses import LOSSES
@@ -272,12 +280,7 @@ def test_line(test: dict, metric: str) -> str:
 
 def run(args: TrainArgs) -> dict:
     """The whole pipeline; returns the report."""
-    quiet_progress(args.no_progress)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DistillError("--device cuda, but torch sees no GPU; drop --device or use cpu")
+    device = setup_torch(args.no_progress, args.threads, args.device)
     task_name = None if args.labels and not args.task else args.task_name(args.task)
     if args.output_dir is None and task_name is None:
         task_name = LabelSet.load(args.labels).task.name

@@ -35,8 +35,8 @@ import torch
 
 from distill.data.tasks import Split
 from distill.data.tokenizer import encode
-from distill.teacher.labelling import label_set_for
 from distill.teacher.labelset import LabelSet
+from distill.teacher.sets import label_set_for
 from distill.train import TrainArgs
 from distill.training.fit import fit
 from distill.training.student import build_student_model, init_embeddings, make_tokenizer

@@ -19,9 +19,7 @@ plus `finetune.json` (dev metric of every evaluation, the best one, every settin
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
 import platform
 import shutil
@@ -33,10 +31,9 @@ from string import Template
 import numpy as np
 import torch
 
-from distill.cli import DataFlags, _help, build_parser, check_finite, quiet_progress, run_command
-from distill.data.batching import Encoded, encode_sequences, length_bucketed_batches
-from distill.data.metrics import compute_metric, learned_nothing, majority_baseline
-from distill.data.readers import check_classes, content_hash
+from distill.cli import DataFlags, _help, build_parser, check_finite, run_command, setup_torch
+from distill.data.metrics import learned_nothing, majority_baseline
+from distill.data.sources import check_classes, content_hash
 from distill.data.tasks import Split, Task, safe_name
 from distill.errors import DistillError
 from distill.io import atomic_write_json, atomic_write_text
@@ -56,7 +53,7 @@ from distill.teacher.load import (
     position_limit,
     quiet_transformers,
 )
-from distill.training.engine import LoopConfig, LoopResult, train_loop
+from distill.teacher.tuning import encode, predict, token_lengths, train
 
 RECORD = "finetune.json"
 DEFAULT_LENGTH_CAP = 128  # default --max-length: the longest example, but no more than this
@@ -152,82 +149,6 @@ def parse_args(argv: list[str] | None = None) -> FinetuneArgs:
     return FinetuneArgs(**vars(parser.parse_args(argv)))
 
 
-# ============================================================================ data
-
-
-def token_lengths(tokenizer, texts: list[tuple[str, ...]]) -> np.ndarray:
-    """Tokens per example without truncation (pairs: both texts and the special tokens)."""
-    cols = list(zip(*texts))
-    with quiet_transformers():  # "sequence longer than the model's maximum" warnings: we truncate later
-        ids = tokenizer(*cols, add_special_tokens=True)["input_ids"]
-    return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-
-
-def encode(tokenizer, split: Split, max_length: int) -> Encoded:
-    """The split as the teacher reads it: one sequence per row (a pair joined by the tokenizer), type ids if used."""
-    enc = tokenizer(*zip(*split.texts), truncation=True, max_length=max_length)
-    types = enc["token_type_ids"] if "token_type_ids" in enc and "token_type_ids" in tokenizer.model_input_names \
-        else None
-    return encode_sequences([enc["input_ids"]], split.labels.astype(np.int64), None, False,
-                            tokenizer.pad_token_id, None if types is None else [types])
-
-
-def collate(data: Encoded, idx: np.ndarray, left: bool, device) -> dict[str, torch.Tensor]:
-    """Rows idx as the model's keyword inputs: input_ids, attention_mask (and token_type_ids), (B, T) each."""
-    ids, mask, types = data.arrays(idx, left=left)
-    out = {"input_ids": ids, "attention_mask": mask} | ({} if types is None else {"token_type_ids": types})
-    return {k: torch.from_numpy(v).to(device) for k, v in out.items()}
-
-
-# ============================================================================ training
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@torch.inference_mode()
-def predict(model, data: Encoded, batch_size: int, left: bool, device: torch.device) -> np.ndarray:
-    """Logits (N, C) for a whole split, in length-sorted batches."""
-    model.eval()
-    out = np.zeros((len(data), model.config.num_labels), dtype=np.float32)
-    for idx in length_bucketed_batches(data.lengths, batch_size):
-        with _autocast(device):
-            logits = model(**collate(data, idx, left, device)).logits
-        out[idx] = logits.float().cpu().numpy()
-    return out
-
-
-def evaluate(model, dev: Encoded, metric: str, batch_size: int, left: bool, device) -> float:
-    has = dev.labels >= 0
-    logits = predict(model, dev, batch_size, left, device)
-    return compute_metric(metric, logits[has].argmax(1), dev.labels[has])
-
-
-def train(model, train_data: Encoded, dev: Encoded, args: FinetuneArgs, metric: str, left: bool,
-          device: torch.device, out: Path) -> LoopResult:
-    """Cross-entropy on the gold labels, on the one training loop; the model ends with the best weights."""
-    total = args.epochs * math.ceil(len(train_data) / args.batch_size)
-    if args.max_steps:
-        total = min(total, args.max_steps)
-
-    def step(idx: np.ndarray) -> dict:
-        labels = torch.from_numpy(train_data.labels[idx]).to(device)
-        with _autocast(device):
-            logits = model(**collate(train_data, idx, left, device)).logits  # (B, C)
-        return {"loss": torch.nn.functional.cross_entropy(logits.float(), labels)}
-
-    cfg = LoopConfig(total_steps=total, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                     warmup_ratio=args.warmup_ratio, grad_clip=args.grad_clip, seed=args.seed,
-                     evals_per_epoch=args.evals_per_epoch, checkpoint_every_s=args.checkpoint_every_s,
-                     progress=not args.no_progress, desc="fine-tuning", metric_name=metric)
-    return train_loop(model, train_data.lengths, step,
-                      lambda: evaluate(model, dev, metric, args.eval_batch_size, left, device),
-                      cfg, out, device=device)
-
-
 # ============================================================================ the command
 
 
@@ -278,12 +199,7 @@ def _readme(record: dict, out: Path) -> str:
 
 def run(args: FinetuneArgs) -> dict:
     """The whole command; returns the record written to finetune.json."""
-    quiet_progress(args.no_progress)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DistillError("--device cuda, but torch sees no GPU; drop --device or use cpu")
+    device = setup_torch(args.no_progress, args.threads, args.device)
 
     if args.output_dir:  # a file or a foreign folder in the way is one line before any work
         check_output(Path(args.output_dir), "teacher")

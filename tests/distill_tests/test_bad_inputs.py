@@ -21,7 +21,8 @@ import pytest
 from conftest import make_teacher, sentence
 
 from distill import export, finetune, label, predict, train
-from distill.data.readers import infer_label_names, load_splits, read_split
+from distill.data.readers import infer_label_names, read_split
+from distill.data.sources import load_splits
 from distill.data.tasks import resolve_task
 from distill.outputs import MARKER, hold_lock, lock_path
 from distill.training import compress
@@ -568,7 +569,7 @@ def test_a_lock_file_left_by_a_killed_run_does_not_block(tmp_path):
 
 
 def test_the_label_cache_is_locked_and_keyed_by_content(tiny_teacher, sst_dir, cache, tmp_path, capsys):
-    from distill.data.readers import load_splits as load
+    from distill.data.sources import load_splits as load
     from distill.teacher.labelling import label as label_into
 
     task, splits = load(resolve_task("sst2"), sst_dir)
