@@ -226,3 +226,11 @@ def test_a_dataset_saved_to_disk_loads_with_named_columns(tmp_path, capsys):
     (files / "validation.csv").write_text("body,tag\nrow 1,y\nrow 2,x\n")
     task, splits = DataFlags(dataset=str(files), text_column="body", label_column="tag").load_data("mine")
     assert task.name == "mine" and task.label_names == ("x", "y") and len(splits["dev"]) == 2
+
+
+def test_a_folder_with_dev_and_validation_files_says_which_it_used(tmp_path, capsys):
+    for name in ("train.tsv", "dev.tsv", "validation.tsv"):
+        write_tsv(tmp_path / name, ["sentence", "label"], [["good", 1], ["bad", 0]])
+    _, splits = load_splits(resolve_task("sst2"), tmp_path)
+    assert splits["dev"].source.endswith("dev.tsv")
+    assert "dev split from dev.tsv (also there: validation.tsv)" in capsys.readouterr().out
