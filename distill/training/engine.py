@@ -157,7 +157,7 @@ def train_loop(model: torch.nn.Module, lengths: np.ndarray, step: Callable[[np.n
     bar = progress_bar(total=total, initial=p["step"], desc=cfg.desc, unit="step", disable=not cfg.progress,
                mininterval=1.0)
     sums: dict[str, float] = {}  # loss terms since the last log line
-    since_eval = p["loss_since_eval"]  # loss sum and count since the last evaluation
+    since_eval = p.setdefault("loss_since_eval", [0.0, 0])  # loss sum and count since the last evaluation
 
     def checkpoint() -> None:
         nonlocal last_ckpt
