@@ -135,14 +135,14 @@ def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, m
     if output_dir is None:
         output_dir = cache_dir() / "labels" / f"{safe_name(task.name)}-{key[:16]}"
     output_dir = Path(output_dir)
-    if not locked and _finished(output_dir, key):  # the cache's finished label set: read, no lock needed
+    if not locked and is_finished(output_dir, key):  # the cache's finished label set: read, no lock needed
         print(f"reusing label set {output_dir} (same teacher, data and settings)")
         return LabelSet.load(output_dir)
     if not locked:  # the cache's folder for this key, labelled now: one process at a time
         check_output(output_dir, "label-set")
         held.enter_context(hold_lock(output_dir, flag="label cache"))
     if check_output(output_dir, "label-set") == "ours":
-        if _finished(output_dir, key):
+        if is_finished(output_dir, key):
             print(f"reusing label set {output_dir} (same teacher, data and settings)")
             return LabelSet.load(output_dir)
         print(f"{output_dir} holds a label set for other inputs; relabelling")
@@ -300,7 +300,7 @@ def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, m
     return LabelSet.load(output_dir)
 
 
-def _finished(output_dir: Path, key: str) -> bool:
+def is_finished(output_dir: Path, key: str) -> bool:
     """Whether `output_dir` is a finished label set (its manifest, written last) with this key."""
     if check_output(output_dir, "label-set") != "ours":
         return False

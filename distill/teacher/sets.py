@@ -5,7 +5,6 @@ good its teacher is.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -15,8 +14,8 @@ from distill.data.metrics import learned_nothing, majority_baseline
 from distill.data.sources import content_hash
 from distill.data.tasks import Split, Task, glue_key, safe_name
 from distill.errors import DistillError
-from distill.outputs import check_output, staged
-from distill.teacher.labelling import cache_dir, compute_key, label
+from distill.outputs import staged
+from distill.teacher.labelling import cache_dir, compute_key, is_finished, label
 from distill.teacher.labelset import DEFAULT_LABELS, FORMAT_VERSION, LabelSet, write_label_set
 
 
@@ -28,10 +27,8 @@ def gold_label_set(task: Task, splits: dict[str, Split], data_source: str = "") 
     data_hash = content_hash(splits)
     key = compute_key("gold-only", data_hash, task, 0)
     output_dir = cache_dir() / "labels" / f"{safe_name(task.name)}-gold-{key[:16]}"
-    if check_output(output_dir, "label-set") == "ours" and (output_dir / "manifest.json").is_file():
-        old = json.loads((output_dir / "manifest.json").read_text())
-        if old.get("key") == key:
-            return LabelSet.load(output_dir)
+    if is_finished(output_dir, key):
+        return LabelSet.load(output_dir)
     manifest = {
         "format_version": FORMAT_VERSION, "key": key, "task": task.to_dict(),
         "teacher": {"id": None, "name": None, "gold_only": True, "dev_metric": None, "test_metric": None},
