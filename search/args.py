@@ -88,8 +88,8 @@ class SearchArgs:
         "how many of the best feasible students to retrain on every training row (for pareto: "
         "front members, best metric first); 0 = none"))
     retrain_epochs: int | None = field(default=None, metadata=_help(
-        "epochs of the full retrain; default: distill.train's (3, or with augmented rows the steps "
-        "of 3 epochs over the original rows)"))
+        "epochs of the full retrain; default: distill.train's (3, or with augmented rows epochs "
+        "until the dev metric stops improving, within a step cap)"))
     no_progress: bool = field(default=False, metadata=_help("no progress bars in the retrain"))
 
     def __post_init__(self) -> None:

@@ -142,13 +142,16 @@ def test_augmented_and_transfer_label_set_and_cache_hit(tiny_teacher, sst_dir, t
     capsys.readouterr()
     again = teacher_mod.label(str(tiny_teacher), task, splits, out, progress=False, augment=cfg, transfer=texts)
     assert "reusing" in capsys.readouterr().out and again.key == ls.key
-    from distill.train import main
+    from distill.train import TRANSFER_EPOCHS, main
 
     report = main(["--student", "bilstm", "--labels", str(out), "--output-dir", str(tmp_path / "run"),
-                   "--width", "8", "--embed-dim", "8", "--no-progress", "--latency-repeats", "1"])
+                   "--width", "8", "--embed-dim", "8", "--no-progress", "--latency-repeats", "1",
+                   "--max-steps", "40"])
     t = report["training"]
     assert t["rows_by_origin"] == {"train": 240, "augmented": rows["augmented"], "transfer": 2}
-    assert t["epochs"] == max(1, round(3 * 240 / ls.num_rows("train")))  # 3 epochs' worth of steps
+    # with augmented rows: epochs over all of them (dev at each epoch's end) until the step cap
+    assert t["epochs"] == TRANSFER_EPOCHS and t["steps"] == 40 > ls.num_rows("train") / 50
+    assert [h["step"] for h in t["history"]][-1] == 40 and len(t["history"]) >= 3
     other = teacher_mod.label(str(tiny_teacher), task, splits, out, progress=False,
                               augment=AugmentConfig(copies=2, p_pos=0.0))
     assert other.key != ls.key and other.manifest["data"]["rows"]["transfer"] == 0
