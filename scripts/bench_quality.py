@@ -168,13 +168,19 @@ def main(argv=None) -> None:
     p.add_argument("--eval-every", type=int, default=100, help="steps between dev evaluations")
     p.add_argument("--jobs", type=int, default=1, help="runs at once (one thread each when > 1)")
     p.add_argument("--out", default=str(ROOT / "runs" / "quality"), help="teachers, label sets and runs")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: publish the runs that have finished (unfinished cells show as —)")
     args = p.parse_args(argv)
     out = Path(args.out)
     results, steps = {}, {}
     for task in args.tasks:
-        labels = prepare(task, out)
+        if args.report_only:  # the runs' argv only; nothing is prepared
+            labels = DEFAULT_LABELS if task == "sst2" else out / "labels" / task
+        else:
+            labels = prepare(task, out)
         jobs = runs_of(task, labels, out, args)
-        run_jobs([(d, a) for d, a, _ in jobs], args.jobs)
+        if not args.report_only:
+            run_jobs([(d, a) for d, a, _ in jobs], args.jobs)
         results[task] = collect(task, jobs, TASKS[task][1])
         steps[task] = args.steps or TASKS[task][3]
     md = render(results, steps, args.eval_every)
