@@ -84,7 +84,8 @@ def open_storage(spec: str):
 FLAGS_OF = {"task": "--labels", "label_set": "--labels", "students": "--student",
             "objective": "--objective", "cost": "--cost",
             "budget": "--max-params/--max-size-mb/--max-latency-ms", "precision": "--precision",
-            "timing": "--latency-batch/--latency-length/--latency-threads", "tokenizer": "--tokenizer",
+            "timing": "--latency-batch/--latency-length/--latency-threads",
+            "latency_runtime": "--latency-runtime", "tokenizer": "--tokenizer",
             "train_rows": "--train-rows", "epochs": "--epochs", "batch_size": "--batch-size",
             "space": "--max-width/--max-depth/--max-embed-dim", "prune_vocab": "--prune-vocab/--prune-min-count"}
 
