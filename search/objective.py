@@ -9,10 +9,10 @@ A trial (1) samples a configuration from search.space and turns it into the Trai
 (search.budget: parameters, megabytes, and CPU latency in --latency-runtime: by default the ONNX
 bundle it would export to, each architecture exported and timed once per process), (3) records
 each budget as an Optuna constraint with `trial.set_constraint`, and stops there if any is
-violated: the trial is finished as infeasible without a single training step, (4) otherwise initialises the embeddings the way
-distill.train does and trains on a fixed subset of the training rows with distill.training.fit,
-reporting the dev metric after each epoch to the pruner, and (5) returns the best dev metric, or
-(metric, cost) for a Pareto search. TensorBoard logs go to <output>/trials/<number>/tb.
+violated: the trial is finished as infeasible without a single training step, (4) otherwise
+initialises the embeddings the way distill.train does and trains on a fixed subset of the training
+rows with distill.training.fit, reporting the dev metric after each epoch to the pruner, and (5)
+returns the best dev metric, or (metric, cost) for a Pareto search. TensorBoard logs go to <output>/trials/<number>/tb.
 
 An infeasible trial still returns values, because Optuna's samplers (NSGA-II in particular) only
 learn from finished trials: the metric's floor, and for a Pareto search its measured cost. They are
