@@ -48,14 +48,21 @@ from search.probe import median_dev_length
 from search.space import Candidate
 
 TARGET = 0.8
+TRAINING = {"dropout": 0.1, "lr": 1e-3, "alpha": 0.0}  # not timed; Candidate.describe shows them
+
+
+def cand(student: str, train: dict, arch: dict) -> Candidate:
+    return Candidate(student, train | TRAINING, arch)
+
+
 CANDIDATES = [  # smallest to largest compute, mixing the three students
-    Candidate("cnn", {"width": 32, "depth": None, "embed_dim": 32}, {"filter_widths": (3, 4), "mlp_hidden": 0}),
-    Candidate("transformer", {"width": 64, "depth": 1, "embed_dim": 64}, {"heads": 2, "ff_dim": 128}),
-    Candidate("bilstm", {"width": 64, "depth": 1, "embed_dim": 64}, {"mlp_hidden": 64}),
-    Candidate("cnn", {"width": 256, "depth": None, "embed_dim": 128},
+    cand("cnn", {"width": 32, "depth": None, "embed_dim": 32}, {"filter_widths": (3, 4), "mlp_hidden": 0}),
+    cand("transformer", {"width": 64, "depth": 1, "embed_dim": 64}, {"heads": 2, "ff_dim": 128}),
+    cand("bilstm", {"width": 64, "depth": 1, "embed_dim": 64}, {"mlp_hidden": 64}),
+    cand("cnn", {"width": 256, "depth": None, "embed_dim": 128},
               {"filter_widths": (2, 3, 4, 5), "mlp_hidden": 256}),
-    Candidate("transformer", {"width": 192, "depth": 4, "embed_dim": 128}, {"heads": 4, "ff_dim": 768}),
-    Candidate("bilstm", {"width": 256, "depth": 2, "embed_dim": 128}, {"mlp_hidden": 256}),
+    cand("transformer", {"width": 192, "depth": 4, "embed_dim": 128}, {"heads": 4, "ff_dim": 768}),
+    cand("bilstm", {"width": 256, "depth": 2, "embed_dim": 128}, {"mlp_hidden": 256}),
 ]
 
 
@@ -107,23 +114,23 @@ def main(argv=None) -> None:
     timing = Timing(batch=1, length=length, threads=1, repeats=args.repeats, runtime="onnx")
     ls = objective.ls
     rows, bundles = [], []
-    for i, cand in enumerate(CANDIDATES):
-        targs = trial_args(base, cand)
+    for i, c in enumerate(CANDIDATES):
+        targs = trial_args(base, c)
         tok = objective.tokenizer(targs)
         torch.manual_seed(i)
-        model, onnx_cost = objective.cost_of(cand, targs)  # what search.run computes (the ONNX path)
+        model, onnx_cost = objective.cost_of(c, targs)  # what search.run computes (the ONNX path)
         torch_cost = measure(model, tok.vocab_size, ls.task.pair, dataclasses.replace(timing, runtime="torch"))
-        run_dir, bundle_dir = out / "runs" / f"{i}-{cand.student}", out / "bundles" / f"{i}-{cand.student}"
+        run_dir, bundle_dir = out / "runs" / f"{i}-{c.student}", out / "bundles" / f"{i}-{c.student}"
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
         write_run_files(run_dir, config=run_config(targs, model, ls, tok, "random", {}), tok=tok, model=model)
         export.run(export.parse_args([str(run_dir), "--output-dir", str(bundle_dir), "--overwrite",
                                       "--parity-rows", "100", "--threads", "1"]))
         bundles.append(Bundle(bundle_dir, threads=1))
-        rows.append({"student": cand.student, "config": cand.describe(), "params": onnx_cost.params,
+        rows.append({"student": c.student, "config": c.describe(), "params": onnx_cost.params,
                      "predicted_onnx_ms": round(onnx_cost.latency_ms, 4),
                      "predicted_torch_ms": round(torch_cost.latency_ms, 4)})
-        print(f"{cand.describe()}: predicted {onnx_cost.latency_ms:.3f} ms (ONNX), "
+        print(f"{c.describe()}: predicted {onnx_cost.latency_ms:.3f} ms (ONNX), "
               f"{torch_cost.latency_ms:.3f} ms (PyTorch)", flush=True)
     for row, ms in zip(rows, bundle_latencies(bundles, length, args.rounds, args.calls)):
         row["bundle_ms"] = round(ms, 4)
