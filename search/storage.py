@@ -90,14 +90,19 @@ FLAGS_OF = {"task": "--labels", "label_set": "--labels", "students": "--student"
             "space": "--max-width/--max-depth/--max-embed-dim", "prune_vocab": "--prune-vocab/--prune-min-count"}
 
 
+# what a study made before a key was recorded had: studies timed PyTorch before --latency-runtime
+BEFORE_RECORDED = {"latency_runtime": "torch"}
+
+
 def _check_identity(name: str, where: str, old: dict | None, new: dict) -> None:
     if old is None:
         raise DistillError(f"--study-name {name} in {where} was not made by search.run; choose "
                            "another --study-name")
     for k, v in new.items():
-        if old.get(k) != v:
+        was = old.get(k, BEFORE_RECORDED.get(k))
+        if was != v:
             raise DistillError(f"--study-name {name} in {where} belongs to a different search "
-                               f"({FLAGS_OF.get(k, k)}: {k} was {old.get(k)!r}, now {v!r}); use another "
+                               f"({FLAGS_OF.get(k, k)}: {k} was {was!r}, now {v!r}); use another "
                                "--study-name (or --output-dir), or repeat the flags it was made with")
 
 

@@ -105,9 +105,10 @@ def test_a_searched_int8_students_size_is_its_exported_bundles_model_within_2_pe
 @pytest.mark.parametrize("runtime, label", [
     ("torch", "PyTorch eager fp32"),
     pytest.param("onnx", "ONNX Runtime fp32", marks=needs_onnx)])
-def test_the_reports_say_which_runtime_the_latency_column_comes_from(labels, tmp_path, runtime, label):
+def test_the_reports_say_which_runtime_the_latency_column_comes_from(labels, tmp_path, capsys, runtime, label):
     out = tmp_path / "s"
-    summary = main(tiny(labels, out, "--student", "cnn", "--trials", 2, "--latency-runtime", runtime))
+    argv = tiny(labels, out, "--student", "cnn", "--trials", 2)
+    summary = main(argv + ["--latency-runtime", runtime])
     assert summary["timing"]["runtime"] == runtime and summary["latency_text"].startswith(label)
     rows = list(csv.DictReader(open(out / "leaderboard.csv")))
     assert len(rows) == 2 and {r["latency_runtime"] for r in rows} == {label}
@@ -115,6 +116,11 @@ def test_the_reports_say_which_runtime_the_latency_column_comes_from(labels, tmp
     md = (out / "leaderboard.md").read_text()
     assert f"latency ms ({label})" in md and f"latency column: {label}, batch 1, 8 tokens" in md
     assert json.loads((out / "search.json").read_text())["identity"]["latency_runtime"] == runtime
+    # the study remembers it: the same search timed in the other runtime is refused
+    other = "onnx" if runtime == "torch" else "torch"
+    with pytest.raises(SystemExit):
+        main(argv + ["--latency-runtime", other, "--trials", 3])
+    assert f"--latency-runtime: latency_runtime was '{runtime}', now '{other}'" in capsys.readouterr().err
 
 
 def test_a_bad_latency_runtime_is_one_line(labels, tmp_path, capsys):
