@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from distill.cli import _help, build_parser
 from distill.errors import DistillError
 from search.budget import BYTES_PER_PARAM
+from search.latency import RUNTIMES
 from search.space import SPACES, SpaceLimits
 
 OBJECTIVES = ("metric", "pareto")
@@ -44,10 +45,17 @@ class SearchArgs:
         "tokenizer.json (a WordPiece vocabulary of 30k tokens is ~0.7 MB; --prune-vocab or a word tokenizer "
         "shrink it), metadata.json and the README; distill.export prints the whole folder's size"))
     precision: str = field(default="fp32", metadata=_help(
-        f"bytes per parameter for --max-size-mb: {', '.join(BYTES_PER_PARAM)} (the export precision)"))
+        f"the export precision ({', '.join(BYTES_PER_PARAM)}): bytes per parameter for --max-size-mb, counted "
+        "as the export stores them (int8: the op types of distill/bundle/policy.py INT8_OPS at one byte); "
+        "with --latency-runtime onnx, int8 also times the int8 model (fp16 times the fp32 graph)"))
     max_latency_ms: float | None = field(default=None, metadata=_help(
-        "latency budget: median milliseconds of one forward pass on this CPU at --latency-batch "
-        "and --latency-length with --latency-threads"))
+        "latency budget: median milliseconds of one call on this CPU at --latency-batch and "
+        "--latency-length with --latency-threads, in --latency-runtime (by default the ONNX bundle)"))
+    latency_runtime: str = field(default="onnx", metadata=_help(
+        "what --max-latency-ms and the latency column time. onnx (default): the bundle that ships: each "
+        "architecture is exported once, as distill.export exports it (int8 with --precision int8), and "
+        "run by ONNX Runtime (intra-op threads --latency-threads, one inter-op thread, sequential); "
+        "needs the onnx extra. torch: the PyTorch eager student, typically 2-3x slower than its bundle"))
     latency_batch: int = field(default=1, metadata=_help("batch size of the latency budget"))
     latency_length: int | None = field(default=None, metadata=_help(
         "tokens per example for timing; default: the median dev length in student tokens"))
@@ -122,6 +130,8 @@ class SearchArgs:
             (self.max_params is None or self.max_params > 0, "--max-params must be > 0"),
             (self.max_size_mb is None or self.max_size_mb > 0, "--max-size-mb must be > 0"),
             (self.max_latency_ms is None or self.max_latency_ms > 0, "--max-latency-ms must be > 0"),
+            (self.latency_runtime in RUNTIMES, f"--latency-runtime {self.latency_runtime}: choose "
+             f"{' or '.join(RUNTIMES)}"),
             (self.latency_batch >= 1, "--latency-batch must be >= 1"),
             (self.latency_length is None or self.latency_length >= 1, "--latency-length must be >= 1"),
             (self.latency_threads >= 1, "--latency-threads must be >= 1"),

@@ -11,39 +11,45 @@ it: at fp32 and fp16, 4 and 2 bytes each; at int8, the export's precision policy
 (distill/bundle/policy.py INT8_OPS): one byte for the weights of the op types it quantizes
 (embedding tables: Gather; Linear weights: MatMul; the BiLSTM's LSTM weights), four for the rest
 (convolutions, biases, norms). An export's scales and the graph itself are not counted: tens of KB,
-under 2% of a model of a few MB. Latency is the median wall time of
-`timing.repeats` forward passes at `timing.batch` x `timing.length` tokens on this CPU with
-`timing.threads` threads, timed with distill.training.report.measure_latency. Each violation is the
-relative excess, cost / limit - 1, so one number per budget, in no unit, goes to Optuna's
+under 2% of a model of a few MB. Latency is the median wall time of `timing.repeats` calls at
+`timing.batch` x `timing.length` tokens on this CPU with `timing.threads` threads, in
+`timing.runtime` (search.latency): "onnx", the student exported as the bundle ships it (at int8
+when the precision is int8) and run by ONNX Runtime, or "torch", the PyTorch eager student. Each
+violation is the relative excess, cost / limit - 1, so one number per budget, in no unit, goes to Optuna's
 constraints API (`trial.set_constraint`); the objective's score never includes it.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 
 from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS
-from distill.training.report import measure_latency, student_inputs
+from search.latency import RUNTIMES, latency_ms, runtime_label
 
 BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1}
 
 
 @dataclass(frozen=True)
 class Timing:
-    """How latency is measured: batch size, sequence length, CPU threads, timed passes."""
+    """How latency is measured: runtime ("onnx": the exported bundle; "torch": eager), batch size,
+    sequence length, CPU threads, timed calls."""
 
     batch: int = 1
     length: int = 32
     threads: int = 1
     repeats: int = 20
+    runtime: str = "onnx"
 
-    def describe(self) -> str:
-        return (f"batch {self.batch}, {self.length} tokens, {self.threads} thread(s), "
-                f"median of {self.repeats}")
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}")
+
+    def describe(self, precision: str = "fp32") -> str:
+        return (f"{runtime_label(self.runtime, precision)}, batch {self.batch}, {self.length} tokens, "
+                f"{self.threads} thread(s), median of {self.repeats}")
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,12 @@ class Cost:
     size_mb: float
     latency_ms: float
     seconds: float = 0.0  # time spent building nothing, only counting and timing
+    latency_runtime: str = ""  # what latency_ms comes from: "ONNX Runtime int8", "PyTorch eager fp32"
 
     def to_dict(self) -> dict:
         return {"params": self.params, "params_without_embeddings": self.params_without_embeddings,
-                "size_mb": round(self.size_mb, 4), "latency_ms": round(self.latency_ms, 4)}
+                "size_mb": round(self.size_mb, 4), "latency_ms": round(self.latency_ms, 4),
+                "latency_runtime": self.latency_runtime}
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,7 @@ class Budget:
         if self.max_size_mb is not None:
             parts.append(f"<= {self.max_size_mb:g} MB at {self.precision}")
         if self.max_latency_ms is not None:
-            parts.append(f"<= {self.max_latency_ms:g} ms ({self.timing.describe()})")
+            parts.append(f"<= {self.max_latency_ms:g} ms ({self.timing.describe(self.precision)})")
         return ", ".join(parts) or "no budget"
 
     def over(self, cost: Cost) -> str:
@@ -135,26 +143,15 @@ def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
     return total
 
 
-@contextmanager
-def torch_threads(n: int):
-    """Run the block with n intra-op threads, then restore the previous setting."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def measure(model: torch.nn.Module, vocab_size: int, pair: bool, timing: Timing,
-            precision: str = "fp32") -> Cost:
-    """Count and time an (untrained) student; weights do not change its size or speed."""
+            precision: str = "fp32", cache: dict | None = None) -> Cost:
+    """Count and time an (untrained) student; weights do not change its size or speed. With a
+    cache (search.latency), each architecture is timed once."""
     t0 = time.perf_counter()
     params = model.num_parameters()
     without = model.num_parameters(exclude_embeddings=True)
-    with torch_threads(timing.threads):
-        lat = measure_latency(model, student_inputs(vocab_size, timing.length, pair), "cpu",
-                              batches=(timing.batch,), repeats=timing.repeats)
+    student = STUDENT_OF.get(type(model).__name__, "")
+    lat = latency_ms(model, student, vocab_size, pair, timing, precision, cache)
     return Cost(params=params, params_without_embeddings=without,
-                size_mb=parameter_bytes(model, precision) / 1e6,
-                latency_ms=lat[f"cpu_b{timing.batch}"], seconds=time.perf_counter() - t0)
+                size_mb=parameter_bytes(model, precision) / 1e6, latency_ms=lat,
+                seconds=time.perf_counter() - t0, latency_runtime=runtime_label(timing.runtime, precision))

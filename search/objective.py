@@ -6,12 +6,13 @@
 A trial (1) samples a configuration from search.space and turns it into the TrainArgs of the
 `python -m distill.train` command that stands for it (the architecture fields as --student-config),
 (2) builds the student exactly as distill.train does (distill.training.student) and measures it
-(search.budget: parameters, megabytes, CPU latency), (3) records each budget as an Optuna
-constraint with `trial.set_constraint`, and stops there if any is violated: the trial is finished
-as infeasible without a single training step, (4) otherwise initialises the embeddings the way
-distill.train does and trains on a fixed subset of the training rows with distill.training.fit,
-reporting the dev metric after each epoch to the pruner, and (5) returns the best dev metric, or
-(metric, cost) for a Pareto search. TensorBoard logs go to <output>/trials/<number>/tb.
+(search.budget: parameters, megabytes, and CPU latency in --latency-runtime: by default the ONNX
+bundle it would export to, each architecture exported and timed once per process), (3) records
+each budget as an Optuna constraint with `trial.set_constraint`, and stops there if any is
+violated: the trial is finished as infeasible without a single training step, (4) otherwise
+initialises the embeddings the way distill.train does and trains on a fixed subset of the training
+rows with distill.training.fit, reporting the dev metric after each epoch to the pruner, and (5)
+returns the best dev metric, or (metric, cost) for a Pareto search. TensorBoard logs go to <output>/trials/<number>/tb.
 
 An infeasible trial still returns values, because Optuna's samplers (NSGA-II in particular) only
 learn from finished trials: the metric's floor, and for a Pareto search its measured cost. They are
@@ -107,6 +108,7 @@ class Objective:
         self._toks: dict[tuple, object] = {}
         self._pruned: dict[tuple, object] = {}  # tokenizer key -> distill.data.vocab.Pruned (--prune-vocab)
         self._data: dict[int, tuple] = {}
+        self.latency_cache: dict[str, float] = {}  # search.latency.arch_key -> ms: one timing per architecture
 
     def tokenizer(self, args: TrainArgs):
         """The student tokenizer for the args, cached per vocabulary size.
@@ -149,7 +151,7 @@ class Objective:
         tok = self.tokenizer(args)
         model = build_student_model(args, self.ls, tok)
         b = self.s.budget
-        return model, measure(model, tok.vocab_size, self.ls.task.pair, b.timing, b.precision)
+        return model, measure(model, tok.vocab_size, self.ls.task.pair, b.timing, b.precision, self.latency_cache)
 
     def _log(self, msg: str) -> None:
         print(f"{self.s.log_prefix}{msg}", flush=True)

@@ -69,6 +69,7 @@ def probe_space(objective: Objective, args: SearchArgs, budget: Budget, samples:
         cand, targs = objective.candidate(trial)
         tok = objective.tokenizer(targs)
         model = build_student_model(targs, objective.ls, tok)
-        n_fit += quick.fits(measure(model, tok.vocab_size, objective.ls.task.pair, quick.timing, quick.precision))
+        n_fit += quick.fits(measure(model, tok.vocab_size, objective.ls.task.pair, quick.timing, quick.precision,
+                                    objective.latency_cache))
         study.tell(trial, 0.0)
     return {"smallest": {n: c.to_dict() for n, (_, c) in corners.items()}, "sampled": samples, "sampled_fit": n_fit}

@@ -43,7 +43,8 @@ def trial_rows(trials) -> list[dict]:
             seconds = (t.datetime_complete - t.datetime_start).total_seconds()
         rows.append({
             "trial": t.number, "student": ua.get("student", ""), "status": status,
-            "dev_metric": metric, "latency_ms": cost.get("latency_ms"), "size_mb": cost.get("size_mb"),
+            "dev_metric": metric, "latency_ms": cost.get("latency_ms"),
+            "latency_runtime": cost.get("latency_runtime", ""), "size_mb": cost.get("size_mb"),
             "params": cost.get("params"), "params_without_embeddings": cost.get("params_without_embeddings"),
             "train_seconds": ua.get("train_seconds"), "check_seconds": ua.get("check_seconds"),
             "trial_seconds": seconds, "over_budget": ua.get("rejected", ""),
@@ -105,7 +106,9 @@ def _cells(r: dict, rank: int, front: set[int] | None, out_dir: Path | None) -> 
 
 def leaderboard_markdown(rows: list[dict], metric: str, front: set[int] | None = None,
                          out_dir: Path | None = None, limit: int | None = None) -> str:
-    head = ["rank", "trial", "student", "status", f"dev {metric}", "latency ms", "size MB", "params",
+    runtimes = sorted({r["latency_runtime"] for r in rows if r["latency_runtime"]})
+    latency = "latency ms" + (f" ({', '.join(runtimes)})" if runtimes else "")
+    head = ["rank", "trial", "student", "status", f"dev {metric}", latency, "size MB", "params",
             "params w/o emb", "train s", "config", "TensorBoard"]
     if front is not None:
         head.insert(2, "Pareto")
@@ -133,9 +136,10 @@ def summary_lines(summary: dict, budget_text: str) -> list[str]:
 
 
 def write_leaderboard(rows: list[dict], summary: dict, out_dir: Path, metric: str, budget_text: str,
-                      front: set[int] | None = None) -> tuple[Path, Path]:
+                      front: set[int] | None = None, latency_text: str = "") -> tuple[Path, Path]:
     """leaderboard.md (summary + table) and leaderboard.csv (every field) in out_dir."""
-    md = "# Search leaderboard\n\n" + "\n".join(f"- {x}" for x in summary_lines(summary, budget_text))
+    lines = summary_lines(summary, budget_text) + ([f"latency column: {latency_text}"] if latency_text else [])
+    md = "# Search leaderboard\n\n" + "\n".join(f"- {x}" for x in lines)
     md += f"\n- TensorBoard: `tensorboard --logdir {out_dir / 'trials'}`\n\n"
     md += leaderboard_markdown(rows, metric, front, out_dir)
     commands = [r for r in ranked(rows) if r["command"]]
@@ -145,7 +149,8 @@ def write_leaderboard(rows: list[dict], summary: dict, out_dir: Path, metric: st
         md += "\n".join(f"- trial {r['trial']} ({r['status']}): `{r['command']}`" for r in commands) + "\n"
     md_path, csv_path = out_dir / "leaderboard.md", out_dir / "leaderboard.csv"
     atomic_write_text(md_path, md)
-    fields = ["rank", "trial", "student", "status", "pareto", "dev_metric", "latency_ms", "size_mb", "params",
+    fields = ["rank", "trial", "student", "status", "pareto", "dev_metric", "latency_ms", "latency_runtime",
+              "size_mb", "params",
               "params_without_embeddings", "train_seconds", "check_seconds", "over_budget", "config",
               "command", "params_sampled", "tb", "worker"]
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:

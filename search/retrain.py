@@ -33,7 +33,7 @@ def retrain(args: SearchArgs, settings: TrialSettings, objective: Objective, tri
             report = run(targs)
         model, tok, _ = load_run(run_dir)
         b = settings.budget
-        cost = measure(model, tok.vocab_size, objective.ls.task.pair, b.timing, b.precision)
+        cost = measure(model, tok.vocab_size, objective.ls.task.pair, b.timing, b.precision)  # timed anew
         done.append({"trial": t.number, "run_dir": str(run_dir), "config": cand.describe(),
                      "search_latency_ms": t.user_attrs["cost"]["latency_ms"],
                      "search_dev_metric": t.values[0], "dev_metric": report["student"]["dev_metric"],

@@ -31,6 +31,7 @@ from distill.io import atomic_write_json
 from distill.train import TrainArgs
 from search.args import SearchArgs, parse_args
 from search.budget import Budget, Timing
+from search.latency import require_onnx
 from search.objective import Objective, TrialSettings
 from search.probe import median_dev_length, probe_space
 from search.retrain import choose_best, retrain
@@ -67,8 +68,10 @@ def run_search(args: SearchArgs) -> dict:
                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, no_progress=True,
                      latency_repeats=args.latency_repeats, prune_vocab=args.prune_vocab,
                      prune_min_count=args.prune_min_count)
+    if args.latency_runtime == "onnx":
+        require_onnx()
     timing = Timing(batch=args.latency_batch, length=args.latency_length or 1,
-                    threads=args.latency_threads, repeats=args.latency_repeats)
+                    threads=args.latency_threads, repeats=args.latency_repeats, runtime=args.latency_runtime)
     budget = Budget(max_params=args.max_params, max_size_mb=args.max_size_mb,
                     max_latency_ms=args.max_latency_ms, precision=args.precision, timing=timing)
     settings = TrialSettings(base=base, students=args.students, budget=budget, limits=args.limits,
@@ -108,7 +111,8 @@ def run_search(args: SearchArgs) -> dict:
     identity = {"task": task, "label_set": ls.key, "students": list(args.students),
                 "objective": args.objective, "cost": args.cost if args.objective == "pareto" else None,
                 "budget": budget.limits(), "precision": args.precision,
-                "timing": [timing.batch, timing.length, timing.threads], "tokenizer": args.tokenizer,
+                "timing": [timing.batch, timing.length, timing.threads],
+                "latency_runtime": timing.runtime, "tokenizer": args.tokenizer,
                 "train_rows": args.train_rows, "epochs": args.epochs, "batch_size": args.batch_size,
                 "space": [args.max_width, args.max_depth, args.max_embed_dim],
                 "prune_vocab": args.prune_min_count if args.prune_vocab else None}
@@ -142,7 +146,8 @@ def run_search(args: SearchArgs) -> dict:
     if args.objective == "pareto":
         front = {t.number for t in study.best_trials if "rejected" not in t.user_attrs}
     metric = ls.task.metric
-    md_path, csv_path = rep.write_leaderboard(rows, summary, out, metric, budget.describe(), front)
+    md_path, csv_path = rep.write_leaderboard(rows, summary, out, metric, budget.describe(), front,
+                                              latency_text=timing.describe(args.precision))
     x_key = {"latency": "latency_ms", "size": "size_mb"}[args.cost]
     if args.objective == "metric" and budget.active:
         x_key = "latency_ms" if budget.max_latency_ms else ("size_mb" if budget.max_size_mb else "params")
@@ -182,7 +187,8 @@ def run_search(args: SearchArgs) -> dict:
     result = {
         "study_name": study_name, "storage": where, "task": task, "metric": metric,
         "students": list(args.students), "objective": args.objective, "budget": budget.limits(),
-        "budget_text": budget.describe(), "timing": dataclasses.asdict(timing), **summary,
+        "budget_text": budget.describe(), "timing": dataclasses.asdict(timing),
+        "latency_text": timing.describe(args.precision), **summary,
         "this_run_seconds": round(search_seconds, 1),
         "best": [{"trial": t.number, "student": t.user_attrs["student"], "config": t.user_attrs["config"],
                   "command": t.user_attrs.get("command"), "dev_metric": t.values[0], **t.user_attrs["cost"],

@@ -84,9 +84,14 @@ def open_storage(spec: str):
 FLAGS_OF = {"task": "--labels", "label_set": "--labels", "students": "--student",
             "objective": "--objective", "cost": "--cost",
             "budget": "--max-params/--max-size-mb/--max-latency-ms", "precision": "--precision",
-            "timing": "--latency-batch/--latency-length/--latency-threads", "tokenizer": "--tokenizer",
+            "timing": "--latency-batch/--latency-length/--latency-threads",
+            "latency_runtime": "--latency-runtime", "tokenizer": "--tokenizer",
             "train_rows": "--train-rows", "epochs": "--epochs", "batch_size": "--batch-size",
             "space": "--max-width/--max-depth/--max-embed-dim", "prune_vocab": "--prune-vocab/--prune-min-count"}
+
+
+# what a study made before a key was recorded had: studies timed PyTorch before --latency-runtime
+BEFORE_RECORDED = {"latency_runtime": "torch"}
 
 
 def _check_identity(name: str, where: str, old: dict | None, new: dict) -> None:
@@ -94,9 +99,10 @@ def _check_identity(name: str, where: str, old: dict | None, new: dict) -> None:
         raise DistillError(f"--study-name {name} in {where} was not made by search.run; choose "
                            "another --study-name")
     for k, v in new.items():
-        if old.get(k) != v:
+        was = old.get(k, BEFORE_RECORDED.get(k))
+        if was != v:
             raise DistillError(f"--study-name {name} in {where} belongs to a different search "
-                               f"({FLAGS_OF.get(k, k)}: {k} was {old.get(k)!r}, now {v!r}); use another "
+                               f"({FLAGS_OF.get(k, k)}: {k} was {was!r}, now {v!r}); use another "
                                "--study-name (or --output-dir), or repeat the flags it was made with")
 
 

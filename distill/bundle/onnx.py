@@ -47,7 +47,20 @@ def export_onnx(model, path: Path, *, pair: bool, max_length: int) -> dict:
                                     output_names=["logits"], dynamo=True, verbose=False, optimize=True)
         _fold_large_constants(program.model)
         program.save(str(path), external_data=False)
+    _strip_node_metadata(path)
     return onnx_shapes(path)
+
+
+def _strip_node_metadata(path: Path) -> None:
+    """Drop the exporter's per-node debug metadata (the FX node, its class path and the Python stack
+    trace, with this machine's file paths): 40-100 KB a model that ONNX Runtime never reads, and
+    bytes that the search's size budget (search.budget.parameter_bytes) does not count."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    onnx.save(model, str(path))
 
 
 def _fold_large_constants(model) -> None:

@@ -151,7 +151,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 # ============================================================================ runners
 
 
-class _OnnxRunner:
+class OnnxRunner:
     """One onnxruntime session on the CPU."""
 
     def __init__(self, model_path: Path, threads: int | None):
@@ -266,7 +266,7 @@ class Bundle:
         for p in (tok_path, model_path):
             if not p.is_file():
                 raise DistillError(f"{p} is missing from the bundle; export it again")
-        runner = {"onnx": _OnnxRunner, "executorch": _ExecuTorchRunner}.get(m["format"])
+        runner = {"onnx": OnnxRunner, "executorch": _ExecuTorchRunner}.get(m["format"])
         if runner is None:
             raise DistillError(f"{self.path / METADATA}: unknown format {m['format']!r}; export again")
         try:

@@ -25,11 +25,13 @@ def make_labels(tmp_path_factory, teacher: Path, data: Path) -> Path:
 
 
 def tiny(labels: Path, out: Path, *extra) -> list[str]:
-    """search.run flags for a search that takes a second or two per trial on one core."""
+    """search.run flags for a search that takes a second or two per trial on one core. Latency is
+    timed in PyTorch (no ONNX export per trial); test_latency.py passes --latency-runtime onnx after
+    these (argparse keeps the last)."""
     return [str(a) for a in (
         "--labels", labels, "--output-dir", out, "--max-width", 32, "--max-embed-dim", 16,
         "--max-depth", 2, "--epochs", 2, "--batch-size", 32, "--latency-repeats", 2,
-        "--latency-length", 8, "--retrain", 0, "--no-progress", *extra)]
+        "--latency-length", 8, "--latency-runtime", "torch", "--retrain", 0, "--no-progress", *extra)]
 
 
 def start(argv: list[str], log: Path) -> subprocess.Popen:

@@ -1,7 +1,6 @@
 """Budgets: an over-budget trial is measured and recorded as infeasible, never trained; sizes and
 latencies order as the models do; a budget nothing fits is an error before any trial."""
 
-import dataclasses
 import importlib.util
 
 import optuna
@@ -50,7 +49,8 @@ SMALL = BIG | {"bilstm.width": 16, "bilstm.depth": 1, "bilstm.mlp_hidden": 32}
 @pytest.mark.parametrize("objective, directions", [("metric", ["maximize"]),
                                                     ("pareto", ["maximize", "minimize"])])
 def test_over_budget_trial_is_infeasible_and_never_trains(labels, tmp_path, monkeypatch, objective, directions):
-    obj = _objective(labels, tmp_path, Budget(max_params=8_000, timing=Timing(length=8, repeats=2)), objective)
+    budget = Budget(max_params=8_000, timing=Timing(length=8, repeats=2, runtime="torch"))
+    obj = _objective(labels, tmp_path, budget, objective)
     calls = []
     real_fit = objective_mod.fit
     monkeypatch.setattr(objective_mod, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
@@ -72,7 +72,7 @@ def test_over_budget_trial_is_infeasible_and_never_trains(labels, tmp_path, monk
 
 
 def test_size_and_latency_follow_the_model_size():
-    timing = Timing(batch=1, length=32, threads=1, repeats=5)
+    timing = Timing(batch=1, length=32, threads=1, repeats=5, runtime="torch")
 
     def cost(width, depth, embed, precision="fp32"):
         torch.manual_seed(0)
@@ -106,7 +106,7 @@ def test_a_budget_nothing_fits_is_an_error_before_any_trial(labels, tmp_path, ca
 def test_timing_threads_are_restored():
     before = torch.get_num_threads()
     m = students.build_student("cnn", vocab_size=100, num_labels=2, width=8, embed_dim=8)
-    measure(m, 100, False, dataclasses.replace(Timing(), threads=2, repeats=1, length=4))
+    measure(m, 100, False, Timing(threads=2, repeats=1, length=4, runtime="torch"))
     assert torch.get_num_threads() == before
 
 
@@ -120,6 +120,6 @@ def test_the_int8_size_budget_predicts_the_exported_model_within_2_percent(tmp_p
     m = students.build_student("cnn", vocab_size=30_000, num_labels=2, width=64, depth=2, embed_dim=64).eval()
     export_onnx(m, tmp_path / "fp32.onnx", pair=False, max_length=16)
     quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "cnn")
-    cost = measure(m, 30_000, False, Timing(batch=1, length=8, threads=1, repeats=1), "int8")
+    cost = measure(m, 30_000, False, Timing(batch=1, length=8, threads=1, repeats=1, runtime="torch"), "int8")
     assert cost.size_mb * 1e6 == pytest.approx((tmp_path / "int8.onnx").stat().st_size, rel=0.02)
     assert cost.size_mb > m.num_parameters() / 1e6  # the fp32 convolutions: more than one byte each
