@@ -309,7 +309,11 @@ class Bundle:
         n_sides = 2 if self.pair else 1
         seqs: list[list[int]] = []  # row-major: row 0 side a, row 0 side b, row 1 side a, ...
         truncated = np.zeros(len(rows), dtype=bool)
-        sides = [self.tokenizer.encode_batch([r[j] for r in rows], add_special_tokens=False) for j in range(n_sides)]
+        if len(rows) == 1:  # one request, one text: encode skips encode_batch's parallel machinery
+            sides = [[self.tokenizer.encode(rows[0][j], add_special_tokens=False)] for j in range(n_sides)]
+        else:
+            sides = [self.tokenizer.encode_batch([r[j] for r in rows], add_special_tokens=False)
+                     for j in range(n_sides)]
         for i, encs in enumerate(zip(*sides)):
             seqs += [e.ids or [self.unk_id] for e in encs]  # no known token: [unknown]
             truncated[i] = any(len(e.overflowing) > 0 for e in encs)
@@ -330,6 +334,8 @@ class Bundle:
             for i in range(len(ids)):
                 n = ids.shape[-1] if self.fixed_length else max(self.min_length, int(mask[i].sum(-1).max()))
                 out.append(self.run(ids[i:i + 1, ..., :n], mask[i:i + 1, ..., :n]))
+            if len(out) == 1:  # one request, one text: no copy
+                return out[0]
             return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
         if self.batch_size is None or len(ids) == self.batch_size:
             return self.run(ids, mask)
