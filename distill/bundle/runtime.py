@@ -319,7 +319,11 @@ class Bundle:
             truncated[i] = any(len(e.overflowing) > 0 for e in encs)
         longest = max((len(s) for s in seqs), default=1)
         T = self.max_length if self.fixed_length else max(longest, self.min_length)
-        ids, mask = pad(seqs, self.pad_id, T)
+        if all(len(s) == T for s in seqs):  # nothing to pad (one text, at its own length): one conversion
+            ids = np.array(seqs, dtype=np.int64)
+            mask = np.ones_like(ids)
+        else:
+            ids, mask = pad(seqs, self.pad_id, T)
         if self.pair:
             ids, mask = ids.reshape(len(rows), 2, T), mask.reshape(len(rows), 2, T)
         return ids, mask, truncated
@@ -357,7 +361,7 @@ class Bundle:
         for start in range(0, len(texts), batch_size):
             ids, mask, truncated = self.encode(texts[start:start + batch_size])
             probs = softmax(self.logits(ids, mask).astype(np.float64))
-            for p, t in zip(probs, truncated):
-                preds.append(Prediction(self.labels[int(p.argmax())],
-                                        {name: round(float(v), 6) for name, v in zip(self.labels, p)}, bool(t)))
+            # Python floats in one conversion each (numpy scalars one by one cost more than the small model)
+            for best, p, t in zip(probs.argmax(-1).tolist(), probs.tolist(), truncated.tolist()):
+                preds.append(Prediction(self.labels[best], {name: round(v, 6) for name, v in zip(self.labels, p)}, t))
         return preds
