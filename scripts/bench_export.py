@@ -1,8 +1,10 @@
 """Benchmark: each student distilled on the shipped SST-2 label set, as PyTorch fp32, ONNX fp32,
-ONNX int8 and ExecuTorch, against BERT-base in PyTorch.
+ONNX int8 and ExecuTorch, against BERT-base in PyTorch and against the teacher itself on ONNX
+Runtime (fp32 and dynamic int8: what one could ship without distilling).
 
     .venv/bin/python scripts/bench_export.py                    # after scripts/bench_students.py
     .venv/bin/python scripts/bench_export.py --students bilstm --repeats 20
+    .venv/bin/python scripts/bench_export.py --quick            # timing only: students trained 30 steps
 
 For each student in runs/bench/<student>-distilled (trained by scripts/bench_students.py), this
 exports the bundles with `distill.export` into exports/bench/ and measures, in one process:
@@ -10,13 +12,21 @@ exports the bundles with `distill.export` into exports/bench/ and measures, in o
 - CPU latency of one forward pass, median ms, at batch 1 and 32, at the typical SST-2 length (the
   median dev length in student tokens), with 1 and 2 threads; the tokenizer is not timed;
 - the parity figures of the export (max |logit difference| and label agreement with the PyTorch
-  student on the dev set, through the bundled tokenizer), and the dev accuracy of each.
+  student on the dev set, through the bundled tokenizer), and the dev accuracy of each;
+- end to end (e2e), for every row: whole requests, tokenizer included, at 1 thread, through the
+  Python API that `distill.predict` uses (`Bundle.predict`), the teacher through its fast tokenizer
+  and an ONNX Runtime session; one SST-2 dev sentence per request (and 32 at batch 32), every
+  system warm in one process, timed in blocks of requests rotated across the systems (see
+  distill/bundle/latency.py); ratios against the teacher's ONNX int8 of the same run.
+The teacher rows (--teacher, default ../shared/teachers/minilm-sst2; skipped if absent) export it
+with the code `distill.label --runtime onnx|onnx-int8` uses, into <exports>/teacher.
 The ONNX int8 row is the int8 model whether or not `distill.export --quantize int8` kept it (it
 keeps int8 only if it is not slower than fp32); the table says which one it ships. ExecuTorch
 programs take a fixed batch, so batch 1 and batch 32 are two exports; the BiLSTM's has a fixed
 length too (--max-length 64 here, longer than every SST-2 dev sentence), and inputs are padded
 to it. Results go to scripts/results/bench_export.{json,md} and into README.md between the
-bench_export markers.
+bench_export markers; with --quick, to scripts/results/bench_export_quick.{json,md} only (its students
+are trained for timing alone: their accuracy means nothing).
 """
 
 from __future__ import annotations
