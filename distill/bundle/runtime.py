@@ -309,13 +309,21 @@ class Bundle:
         n_sides = 2 if self.pair else 1
         seqs: list[list[int]] = []  # row-major: row 0 side a, row 0 side b, row 1 side a, ...
         truncated = np.zeros(len(rows), dtype=bool)
-        sides = [self.tokenizer.encode_batch([r[j] for r in rows], add_special_tokens=False) for j in range(n_sides)]
+        if len(rows) == 1:  # one request, one text: encode skips encode_batch's parallel machinery
+            sides = [[self.tokenizer.encode(rows[0][j], add_special_tokens=False)] for j in range(n_sides)]
+        else:
+            sides = [self.tokenizer.encode_batch([r[j] for r in rows], add_special_tokens=False)
+                     for j in range(n_sides)]
         for i, encs in enumerate(zip(*sides)):
             seqs += [e.ids or [self.unk_id] for e in encs]  # no known token: [unknown]
             truncated[i] = any(len(e.overflowing) > 0 for e in encs)
         longest = max((len(s) for s in seqs), default=1)
         T = self.max_length if self.fixed_length else max(longest, self.min_length)
-        ids, mask = pad(seqs, self.pad_id, T)
+        if all(len(s) == T for s in seqs):  # nothing to pad (one text, at its own length): one conversion
+            ids = np.array(seqs, dtype=np.int64)
+            mask = np.ones_like(ids)
+        else:
+            ids, mask = pad(seqs, self.pad_id, T)
         if self.pair:
             ids, mask = ids.reshape(len(rows), 2, T), mask.reshape(len(rows), 2, T)
         return ids, mask, truncated
@@ -330,6 +338,8 @@ class Bundle:
             for i in range(len(ids)):
                 n = ids.shape[-1] if self.fixed_length else max(self.min_length, int(mask[i].sum(-1).max()))
                 out.append(self.run(ids[i:i + 1, ..., :n], mask[i:i + 1, ..., :n]))
+            if len(out) == 1:  # one request, one text: no copy
+                return out[0]
             return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
         if self.batch_size is None or len(ids) == self.batch_size:
             return self.run(ids, mask)
@@ -351,7 +361,7 @@ class Bundle:
         for start in range(0, len(texts), batch_size):
             ids, mask, truncated = self.encode(texts[start:start + batch_size])
             probs = softmax(self.logits(ids, mask).astype(np.float64))
-            for p, t in zip(probs, truncated):
-                preds.append(Prediction(self.labels[int(p.argmax())],
-                                        {name: round(float(v), 6) for name, v in zip(self.labels, p)}, bool(t)))
+            # Python floats in one conversion each (numpy scalars one by one cost more than the small model)
+            for best, p, t in zip(probs.argmax(-1).tolist(), probs.tolist(), truncated.tolist()):
+                preds.append(Prediction(self.labels[best], {name: round(v, 6) for name, v in zip(self.labels, p)}, t))
         return preds

@@ -125,3 +125,37 @@ def check_parity(onnx_logits: np.ndarray, torch_logits: np.ndarray, what: str) -
         raise DistillError(f"the ONNX teacher's logits differ from PyTorch's by up to {diff:.2e} on {what} "
                            f"(allowed {ONNX_MAX_DIFF:g}); label with --runtime torch")
     return {"rows": len(onnx_logits), "max_abs_logit_diff": diff, "allowed": ONNX_MAX_DIFF, "on": what}
+
+
+class OnnxTeacherClassifier:
+    """The teacher as one would ship it without distilling: its fast tokenizer (`tokenizers`) and an ONNX
+    Runtime session, texts in, label ids out. A text is a string or a tuple of its sides (a pair).
+
+    One text is encoded alone (`encode`: no padding, no batch machinery); several are padded to the longest."""
+
+    def __init__(self, path: Path, tokenizer, max_length: int, num_labels: int, threads: int = 1):
+        from tokenizers import Tokenizer
+
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise DistillError("timing the ONNX teacher needs its fast tokenizer (tokenizer.json); this one is "
+                               f"{type(tokenizer).__name__}")
+        self.tokenizer = Tokenizer.from_str(backend.to_str())  # our own copy: transformers resets its settings
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_padding(pad_id=tokenizer.pad_token_id or 0, pad_token=tokenizer.pad_token or "[PAD]")
+        self.model = OnnxTeacher(path, num_labels, threads)
+
+    def logits(self, texts: list) -> np.ndarray:
+        inputs = [t if isinstance(t, str) else (t[0] if len(t) == 1 else tuple(t)) for t in texts]
+        if len(inputs) == 1:
+            x = inputs[0]
+            encs = [self.tokenizer.encode(x) if isinstance(x, str) else self.tokenizer.encode(*x)]
+        else:
+            encs = self.tokenizer.encode_batch(inputs)
+        enc = {"input_ids": [e.ids for e in encs], "attention_mask": [e.attention_mask for e in encs],
+               "token_type_ids": [e.type_ids for e in encs]}
+        return self.model(enc)
+
+    def predict(self, texts: list) -> np.ndarray:
+        """(N,) label ids."""
+        return self.logits(texts).argmax(-1)
