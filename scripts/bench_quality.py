@@ -122,14 +122,18 @@ def render(results: dict, steps: dict, eval_every: int) -> str:
         for student, arms in r["students"].items():
             stats = {a: _mean_std([c["metric"] for c in arms[a]]) for a in ARMS if a in arms}
             cells = [f"{stats[a][0]:.2f} ± {stats[a][1]:.2f}" if a in stats else "—" for a in ARMS]
-            gain = f"{stats['augmented'][0] - stats['gold'][0]:+.2f}" if {"gold", "augmented"} <= set(stats) else "—"
+            gain = "—"
+            if {"gold", "augmented"} <= set(stats):
+                diff = stats["augmented"][0] - stats["gold"][0]
+                noise = abs(diff) <= max(stats["augmented"][1], stats["gold"][1])
+                gain = f"{diff:+.2f}" + (" (noise)" if noise else "")
             gap = f"{teacher - stats['augmented'][0]:+.2f}" if "augmented" in stats else "—"
             n = min(len(arms[a]) for a in arms)
             lines.append(f"| {student} | " + " | ".join(cells) + f" | {gain} | {gap} | {n} |")
         lines.append("")
     lines.append("Mean ± standard deviation over seeds, in points. Every arm: the same optimiser steps and the same "
                  "dev schedule; the best dev evaluation is kept and, for SUBJ and CR, scored once on test. "
-                 "A difference smaller than the spreads is noise.")
+                 "A difference within the larger of its two standard deviations is marked noise.")
     lines += ["", *targets(results)]
     return "\n".join(lines) + "\n"
 
