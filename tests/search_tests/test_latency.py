@@ -119,7 +119,7 @@ def test_the_reports_say_which_runtime_the_latency_column_comes_from(labels, tmp
     # the study remembers it: the same search timed in the other runtime is refused
     other = "onnx" if runtime == "torch" else "torch"
     with pytest.raises(SystemExit):
-        main(argv + ["--latency-runtime", other, "--trials", 3])
+        main(argv + ["--latency-runtime", other, "--trials", "3"])
     assert f"--latency-runtime: latency_runtime was '{runtime}', now '{other}'" in capsys.readouterr().err
 
 
