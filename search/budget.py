@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+import students
 from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS
 from search.latency import RUNTIMES, latency_ms, runtime_label
 
@@ -122,7 +123,7 @@ class Budget:
         return ", ".join(out)
 
 
-STUDENT_OF = {"BiLSTM": "bilstm", "TextCNN": "cnn", "TinyTransformer": "transformer"}  # class -> INT8_OPS key
+STUDENT_OF = {cls.__name__: name for name, cls in students.STUDENTS.items()}  # class -> INT8_OPS key
 
 
 def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
