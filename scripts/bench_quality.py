@@ -1,6 +1,6 @@
 """Benchmark: does distillation earn its place? Every student, three arms, three seeds, equal budgets.
 
-    .venv/bin/python scripts/bench_quality.py --tasks cr --jobs 2            # one task (CR: about 50 min on 2 cores)
+    .venv/bin/python scripts/bench_quality.py --tasks cr --jobs 2            # one task (CR: about an hour on 2 cores)
     .venv/bin/python scripts/bench_quality.py --jobs 2                       # SST-2 (dev), SUBJ and CR (test)
     .venv/bin/python scripts/bench_quality.py --tasks cr --steps 20 --seeds 1 --out runs/quality-quick   # a smoke test
 
