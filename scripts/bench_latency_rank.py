@@ -23,9 +23,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import platform
-import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -114,24 +114,25 @@ def main(argv=None) -> None:
     timing = Timing(batch=1, length=length, threads=1, repeats=args.repeats, runtime="onnx")
     ls = objective.ls
     rows, bundles = [], []
-    for i, c in enumerate(CANDIDATES):
-        targs = trial_args(base, c)
-        tok = objective.tokenizer(targs)
-        torch.manual_seed(i)
-        model, onnx_cost = objective.cost_of(c, targs)  # what search.run computes (the ONNX path)
-        torch_cost = measure(model, tok.vocab_size, ls.task.pair, dataclasses.replace(timing, runtime="torch"))
-        run_dir, bundle_dir = out / "runs" / f"{i}-{c.student}", out / "bundles" / f"{i}-{c.student}"
-        shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir.mkdir(parents=True)
-        write_run_files(run_dir, config=run_config(targs, model, ls, tok, "random", {}), tok=tok, model=model)
-        export.run(export.parse_args([str(run_dir), "--output-dir", str(bundle_dir), "--overwrite",
-                                      "--parity-rows", "100", "--threads", "1"]))
-        bundles.append(Bundle(bundle_dir, threads=1))
-        rows.append({"student": c.student, "config": c.describe(), "params": onnx_cost.params,
-                     "predicted_onnx_ms": round(onnx_cost.latency_ms, 4),
-                     "predicted_torch_ms": round(torch_cost.latency_ms, 4)})
-        print(f"{c.describe()}: predicted {onnx_cost.latency_ms:.3f} ms (ONNX), "
-              f"{torch_cost.latency_ms:.3f} ms (PyTorch)", flush=True)
+    # the run folders only feed the export (random weights): a temporary folder, never one of the user's
+    with tempfile.TemporaryDirectory(prefix="bench-latency-rank-") as tmp:
+        for i, c in enumerate(CANDIDATES):
+            targs = trial_args(base, c)
+            tok = objective.tokenizer(targs)
+            torch.manual_seed(i)
+            model, onnx_cost = objective.cost_of(c, targs)  # what search.run computes (the ONNX path)
+            torch_cost = measure(model, tok.vocab_size, ls.task.pair, dataclasses.replace(timing, runtime="torch"))
+            run_dir, bundle_dir = Path(tmp) / f"{i}-{c.student}", out / "bundles" / f"{i}-{c.student}"
+            run_dir.mkdir()
+            write_run_files(run_dir, config=run_config(targs, model, ls, tok, "random", {}), tok=tok, model=model)
+            export.run(export.parse_args([str(run_dir), "--output-dir", str(bundle_dir), "--overwrite",
+                                          "--parity-rows", "100", "--threads", "1"]))
+            bundles.append(Bundle(bundle_dir, threads=1))
+            rows.append({"student": c.student, "config": c.describe(), "params": onnx_cost.params,
+                         "predicted_onnx_ms": round(onnx_cost.latency_ms, 4),
+                         "predicted_torch_ms": round(torch_cost.latency_ms, 4)})
+            print(f"{c.describe()}: predicted {onnx_cost.latency_ms:.3f} ms (ONNX), "
+                  f"{torch_cost.latency_ms:.3f} ms (PyTorch)", flush=True)
     for row, ms in zip(rows, bundle_latencies(bundles, length, args.rounds, args.calls)):
         row["bundle_ms"] = round(ms, 4)
     measured = [r["bundle_ms"] for r in rows]
