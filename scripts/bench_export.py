@@ -478,6 +478,8 @@ def main(argv=None) -> None:
     p.add_argument("--requests", type=int, default=500, help="end-to-end requests per system at batch 1")
     p.add_argument("--block", type=int, default=100, help="requests per system before the next system's turn")
     p.add_argument("--no-executorch", action="store_true", help="ONNX bundles only")
+    p.add_argument("--tag", default=None, help="a variant's results (say, another BiLSTM width): written to "
+                   "scripts/results/bench_export_TAG.{json,md}, not into README.md")
     p.add_argument("--quick", action="store_true",
                    help=f"for timing only: train each student {QUICK_STEPS} steps (1 thread) into "
                    "runs/bench-quick unless --runs is given; accuracy is not meaningful, nothing goes to "
@@ -492,8 +494,8 @@ def main(argv=None) -> None:
     res = bench(runs, exports, tuple(args.students), args.repeats, Path(args.teacher),
                 args.requests, args.block, executorch=not args.no_executorch, quick=args.quick)
     md = render(res)
-    publish("bench_export_quick" if args.quick else "bench_export", res, md,
-            readme=not (args.no_readme or args.quick))
+    name = "bench_export_quick" if args.quick else f"bench_export_{args.tag}" if args.tag else "bench_export"
+    publish(name, res, md, readme=not (args.no_readme or args.quick or args.tag))
 
 
 if __name__ == "__main__":

@@ -110,26 +110,35 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def render(results: dict, steps: dict, eval_every: int) -> str:
+def _steps_of(r: dict) -> str:
+    """The optimiser steps the finished runs took, from their reports: '800', or '600-800' if they differ."""
+    steps = sorted({c["steps"] for arms in r["students"].values() for cells in arms.values() for c in cells})
+    return f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+
+
+def _diff(a: tuple[float, float], b: tuple[float, float]) -> str:
+    """a - b of two (mean, std), marked noise when within the larger of the two standard deviations."""
+    diff = a[0] - b[0]
+    return f"{diff:+.2f}" + (" (noise)" if abs(diff) <= max(a[1], b[1]) else "")
+
+
+def render(results: dict, eval_every: int) -> str:
     lines = []
     for task, r in results.items():
         split, teacher = r["split"], r["teacher"]
         lines += [f"**{task.upper()}** ({split}; teacher {teacher:.2f}; Kim 2014 CNN-static {r['kim_cnn_static']}; "
-                  f"{steps[task]} steps per run, dev every {eval_every})" if teacher is not None else
+                  f"{_steps_of(r)} steps per run, dev every {eval_every})" if teacher is not None else
                   f"**{task.upper()}**: no run finished yet", "",
-                  "| student | 1. gold | 2. logits | 3. logits + augmented | 3 - 1 | teacher - 3 | seeds |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| student | 1. gold | 2. logits | 3. logits + augmented | 3 - 1 | 3 - 2 | teacher - 3 | seeds |",
+                  "|---|---|---|---|---|---|---|---|"]
         for student, arms in r["students"].items():
             stats = {a: _mean_std([c["metric"] for c in arms[a]]) for a in ARMS if a in arms}
             cells = [f"{stats[a][0]:.2f} ± {stats[a][1]:.2f}" if a in stats else "—" for a in ARMS]
-            gain = "—"
-            if {"gold", "augmented"} <= set(stats):
-                diff = stats["augmented"][0] - stats["gold"][0]
-                noise = abs(diff) <= max(stats["augmented"][1], stats["gold"][1])
-                gain = f"{diff:+.2f}" + (" (noise)" if noise else "")
+            gains = [_diff(stats["augmented"], stats[base]) if {base, "augmented"} <= set(stats) else "—"
+                     for base in ("gold", "logits")]
             gap = f"{teacher - stats['augmented'][0]:+.2f}" if "augmented" in stats else "—"
             n = min(len(arms[a]) for a in arms)
-            lines.append(f"| {student} | " + " | ".join(cells) + f" | {gain} | {gap} | {n} |")
+            lines.append(f"| {student} | " + " | ".join(cells + gains) + f" | {gap} | {n} |")
         lines.append("")
     lines.append("Mean ± standard deviation over seeds, in points. Every arm: the same optimiser steps and the same "
                  "dev schedule; the best dev evaluation is kept and, for SUBJ and CR, scored once on test. "
@@ -187,7 +196,7 @@ def main(argv=None) -> None:
             run_jobs([(d, a) for d, a, _ in jobs], args.jobs)
         results[task] = collect(task, jobs, TASKS[task][1])
         steps[task] = args.steps or TASKS[task][3]
-    md = render(results, steps, args.eval_every)
+    md = render(results, args.eval_every)
     if args.steps is not None and args.steps < 200:  # a smoke test: shown, not published
         print(md)
         return

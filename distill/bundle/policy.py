@@ -6,7 +6,7 @@ from __future__ import annotations
 
 FP32_MAX_DIFF = 1e-4  # fp32 bundles: largest allowed |logit difference| from the PyTorch student
 INT8_MIN_AGREEMENT = 0.99  # int8 bundles: smallest allowed share of equal labels
-# int8 counts as slower when its median is more than this much above fp32's at batch 1 or 32:
+# int8 counts as slower when it is more than this much slower than fp32 overall (int8_slowdown):
 # closer than that is a tie within timing noise, and a tie keeps the int8 model (3-4x smaller).
 SLOWER_TOLERANCE = 0.03
 # ONNX Runtime dynamic int8, per student: the op types whose weights become int8. Gather is the
@@ -16,3 +16,18 @@ INT8_OPS = {"bilstm": ("Gather", "LSTM", "MatMul"), "cnn": ("Gather", "MatMul"),
             "transformer": ("Gather", "MatMul")}
 DEFAULT_INT8_OPS = ("Gather", "MatMul")
 TIMING_BATCHES = (1, 32)
+
+
+def int8_slowdown(int8_ms: dict, fp32_ms: dict) -> float:
+    """How much slower int8 is than fp32 overall: the geometric mean, over the timing batches, of int8's
+    median time over fp32's (above 1: slower). One number for both regimes, so that a model 3x faster
+    on one text and 3% slower at batch 32 (an int8 bundle runs a batch as one call per text) is faster,
+    and one 1.6x faster on one text but 1.8x slower at batch 32 is slower."""
+    import math
+
+    ratios = [int8_ms[k] / fp32_ms[k] for k in int8_ms]
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+
+
+def int8_is_slower(int8_ms: dict, fp32_ms: dict) -> bool:
+    return int8_slowdown(int8_ms, fp32_ms) > 1 + SLOWER_TOLERANCE

@@ -140,6 +140,18 @@ def test_a_slower_int8_model_is_never_kept(runs, onnx_bundles, tmp_path, monkeyp
 
 
 @needs_onnx
+def test_int8_much_faster_on_one_text_and_a_little_slower_at_batch_32_is_kept(runs, onnx_bundles, tmp_path,
+                                                                                monkeypatch):
+    _reuse_onnx(monkeypatch, onnx_bundles["bilstm"])
+    monkeypatch.setattr(export, "time_bundle", lambda bundle, length, **k: (
+        {"b1": 1.0, "b32": 31.0} if _is_int8(bundle.model_path) else {"b1": 3.0, "b32": 30.0}))
+    meta = _export(runs["bilstm"], tmp_path / "q", "--quantize", "int8")
+    q = meta["quantization"]
+    assert meta["precision"] == "int8" and q["kept"] and _is_int8(tmp_path / "q" / "model.onnx")
+    assert q["int8_time_ratio"] == pytest.approx((1 / 3 * 31 / 30) ** 0.5, abs=1e-4)
+
+
+@needs_onnx
 def test_an_int8_bundle_labels_a_text_alone_as_in_a_mixed_batch(runs, onnx_bundles, tmp_path, monkeypatch, capsys):
     _reuse_onnx(monkeypatch, onnx_bundles["transformer"])
     monkeypatch.setattr(export, "time_bundle", lambda bundle, length, **k: {  # int8 slower: kept only with always
