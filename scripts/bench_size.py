@@ -1,6 +1,6 @@
 """Benchmark: the smallest BiLSTM and CNN bundles that keep their accuracy, on real SST-2 (shipped label set).
 
-    .venv/bin/python scripts/bench_size.py --jobs 2       # about 1.5 h on 2 cores; reuses finished runs
+    .venv/bin/python scripts/bench_size.py --jobs 2       # about an hour on 2 cores; reuses finished runs
 
 For each student, the reference is the default `python -m distill.train --student S`, exported at fp32.
 Every other point is a `distill.train` with `--prune-vocab` and a narrower embedding table (for the
