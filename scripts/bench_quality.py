@@ -47,6 +47,7 @@ TASKS = {  # task: (data folder, split the table reports, allowed teacher - stud
     "cr": ("cr", "test", 3.0, 800),
 }
 BILSTM_SST2_GAP = 1.0
+MIN_SEEDS = 3  # an arm with fewer finished seeds is shown, not compared
 AUGMENTED_GAIN = 1.0
 
 
@@ -129,20 +130,24 @@ def render(results: dict, eval_every: int) -> str:
         lines += [f"**{task.upper()}** ({split}; teacher {teacher:.2f}; Kim 2014 CNN-static {r['kim_cnn_static']}; "
                   f"{_steps_of(r)} steps per run, dev every {eval_every})" if teacher is not None else
                   f"**{task.upper()}**: no run finished yet", "",
-                  "| student | 1. gold | 2. logits | 3. logits + augmented | 3 - 1 | 3 - 2 | teacher - 3 | seeds |",
+                  "| student | 1. gold | 2. logits | 3. logits + augmented | 3 - 1 | 3 - 2 | teacher - 3 "
+                  "| seeds per arm |",
                   "|---|---|---|---|---|---|---|---|"]
         for student, arms in r["students"].items():
             stats = {a: _mean_std([c["metric"] for c in arms[a]]) for a in ARMS if a in arms}
-            cells = [f"{stats[a][0]:.2f} ± {stats[a][1]:.2f}" if a in stats else "—" for a in ARMS]
-            gains = [_diff(stats["augmented"], stats[base]) if {base, "augmented"} <= set(stats) else "—"
+            cells = [("—" if a not in stats else f"{stats[a][0]:.2f} ± {stats[a][1]:.2f}" if len(arms[a]) >= MIN_SEEDS
+                      else f"{stats[a][0]:.2f} ({len(arms[a])} of {MIN_SEEDS} seeds)") for a in ARMS]
+            full = {a for a in stats if len(arms[a]) >= MIN_SEEDS}  # only these are compared
+            gains = [_diff(stats["augmented"], stats[base]) if {base, "augmented"} <= full else "—"
                      for base in ("gold", "logits")]
             gap = f"{teacher - stats['augmented'][0]:+.2f}" if "augmented" in stats else "—"
-            n = min(len(arms[a]) for a in arms)
+            n = " / ".join(str(len(arms[a])) if a in arms else "0" for a in ARMS)
             lines.append(f"| {student} | " + " | ".join(cells + gains) + f" | {gap} | {n} |")
         lines.append("")
     lines.append("Mean ± standard deviation over seeds, in points. Every arm: the same optimiser steps and the same "
                  "dev schedule; the best dev evaluation is kept and, for SUBJ and CR, scored once on test. "
-                 "A difference within the larger of its two standard deviations is marked noise.")
+                 "A difference within the larger of its two standard deviations is marked noise; an arm with fewer "
+                 f"than {MIN_SEEDS} finished seeds is shown but not compared.")
     lines += ["", *targets(results)]
     return "\n".join(lines) + "\n"
 

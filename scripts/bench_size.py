@@ -37,7 +37,11 @@ POINTS = {  # student: {point: distill.train flags on top of the defaults}; "def
                "w150": ["--width", "150"],  # Tang et al.'s hidden size, full table
                "pruned-e128": [*PRUNE, "--embed-dim", "128"],
                "pruned-e128-w150": [*PRUNE, "--embed-dim", "128", "--width", "150"],
-               "pruned-e64-w150": [*PRUNE, "--embed-dim", "64", "--width", "150"]},
+               "pruned-e64-w150": [*PRUNE, "--embed-dim", "64", "--width", "150"],
+               "pruned-e160-w150": [*PRUNE, "--embed-dim", "160", "--width", "150"],
+               # tokens used at least twice (augmented copies count): a smaller vocabulary buys a wider table
+               "pruned2-e192-w150": [*PRUNE, "--prune-min-count", "2", "--embed-dim", "192", "--width", "150"],
+               "pruned5-e192-w150": [*PRUNE, "--prune-min-count", "5", "--embed-dim", "192", "--width", "150"]},
     "cnn": {"default": [],
             "pruned-e128": [*PRUNE, "--embed-dim", "128"],
             "pruned-e64": [*PRUNE, "--embed-dim", "64"]},
