@@ -123,6 +123,13 @@ def _diff(a: tuple[float, float], b: tuple[float, float]) -> str:
     return f"{diff:+.2f}" + (" (noise)" if abs(diff) <= max(a[1], b[1]) else "")
 
 
+def _cell(stat: tuple[float, float] | None, seeds: int, compared: bool) -> str:
+    """An arm's cell: mean ± std, or the mean and how many seeds finished when it is too few to compare."""
+    if stat is None:
+        return "—"
+    return f"{stat[0]:.2f} ± {stat[1]:.2f}" if compared else f"{stat[0]:.2f} ({seeds} of {MIN_SEEDS} seeds)"
+
+
 def render(results: dict, eval_every: int) -> str:
     lines = []
     for task, r in results.items():
@@ -135,9 +142,8 @@ def render(results: dict, eval_every: int) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for student, arms in r["students"].items():
             stats = {a: _mean_std([c["metric"] for c in arms[a]]) for a in ARMS if a in arms}
-            cells = [("—" if a not in stats else f"{stats[a][0]:.2f} ± {stats[a][1]:.2f}" if len(arms[a]) >= MIN_SEEDS
-                      else f"{stats[a][0]:.2f} ({len(arms[a])} of {MIN_SEEDS} seeds)") for a in ARMS]
             full = {a for a in stats if len(arms[a]) >= MIN_SEEDS}  # only these are compared
+            cells = [_cell(stats.get(a), len(arms.get(a, ())), a in full) for a in ARMS]
             gains = [_diff(stats["augmented"], stats[base]) if {base, "augmented"} <= full else "—"
                      for base in ("gold", "logits")]
             gap = f"{teacher - stats['augmented'][0]:+.2f}" if "augmented" in stats else "—"

@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchlib import RESULTS, publish, run_jobs
 
-DEFAULT_LABELS = ROOT / "distill" / "assets" / "sst2-minilm"
+from distill.teacher.labelset import DEFAULT_LABELS, LabelSet
+
 PRUNE = ["--prune-vocab"]
 POINTS = {  # student: {point: distill.train flags on top of the defaults}; "default" is the reference
     "bilstm": {"default": [],
@@ -55,10 +56,9 @@ def log(msg: str) -> None:
 
 
 def dev_rows(labels: Path) -> tuple[list[str], list[int]]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(labels / "dev.parquet", columns=["text_a", "label"]).to_pydict()
-    return table["text_a"], table["label"]
+    """The label set's dev texts, as distill.predict reads them (a pair as 'first<TAB>second'), and labels."""
+    dev = LabelSet.load(labels).splits["dev"]
+    return ["\t".join(t) for t in dev.texts], dev.labels.tolist()
 
 
 def export(run_dir: Path, out: Path, precision: str, threads: int) -> dict:

@@ -4,6 +4,8 @@ which op types go int8, when an int8 model is kept, and how closely a bundle mus
 
 from __future__ import annotations
 
+import math
+
 FP32_MAX_DIFF = 1e-4  # fp32 bundles: largest allowed |logit difference| from the PyTorch student
 INT8_MIN_AGREEMENT = 0.99  # int8 bundles: smallest allowed share of equal labels
 # int8 counts as slower when it is more than this much slower than fp32 overall (int8_slowdown):
@@ -23,8 +25,6 @@ def int8_slowdown(int8_ms: dict, fp32_ms: dict) -> float:
     median time over fp32's (above 1: slower). One number for both regimes, so that a model 3x faster
     on one text and 3% slower at batch 32 (an int8 bundle runs a batch as one call per text) is faster,
     and one 1.6x faster on one text but 1.8x slower at batch 32 is slower."""
-    import math
-
     ratios = [int8_ms[k] / fp32_ms[k] for k in int8_ms]
     return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
 
