@@ -1,12 +1,13 @@
 """Benchmark: the smallest BiLSTM and CNN bundles that keep their accuracy, on real SST-2 (shipped label set).
 
-    .venv/bin/python scripts/bench_size.py --jobs 2       # about an hour on 2 cores; reuses finished runs
+    .venv/bin/python scripts/bench_size.py --jobs 2       # about 3 hours on 2 cores; reuses finished runs
 
 For each student, the reference is the default `python -m distill.train --student S`, exported at fp32.
 Every other point is a `distill.train` with `--prune-vocab` and a narrower embedding table (for the
 BiLSTM also a narrower LSTM), with the default schedule otherwise. Every run is exported twice, by
-`python -m distill.export --format onnx` at fp32 and with `--quantize int8 --keep-int8 always` (a bundle
-over its size budget is not a valid result, so int8 is kept for its size even where it is slower).
+`python -m distill.export --format onnx --no-vocab-txt` at fp32 and with `--quantize int8 --keep-int8 always`
+(a bundle over its size budget is not a valid result, so int8 is kept for its size even where it is
+slower; --no-vocab-txt ships the vocabulary once, in tokenizer.json). Every point runs 3 seeds.
 Every bundle is then scored on SST-2 dev by `python -m distill.predict BUNDLE --json` reading the dev
 sentences on stdin: through the bundle alone, with its own tokenizer. The size is the whole folder.
 
@@ -49,6 +50,7 @@ POINTS = {  # student: {point: distill.train flags on top of the defaults}; "def
 }
 TARGETS = {"bilstm": (3.0, 1.0), "cnn": (3.0, 1.5)}  # student: (most MB, most points below the reference)
 PRECISIONS = {"fp32": [], "int8": ["--quantize", "int8", "--keep-int8", "always"]}
+SHIP = ["--no-vocab-txt"]  # the vocabulary once, in tokenizer.json: what a size budget ships
 
 
 def log(msg: str) -> None:
@@ -62,11 +64,13 @@ def dev_rows(labels: Path) -> tuple[list[str], list[int]]:
 
 
 def export(run_dir: Path, out: Path, precision: str, threads: int) -> dict:
-    """The run's bundle at this precision (reused when newer than the run); its metadata."""
-    meta_path = out / "metadata.json"
-    if not (meta_path.is_file() and meta_path.stat().st_mtime > (run_dir / "model.safetensors").stat().st_mtime):
-        argv = [str(run_dir), "--format", "onnx", *PRECISIONS[precision], "--output-dir", str(out), "--overwrite",
-                "--threads", str(threads)]
+    """The run's bundle at this precision (reused when newer than the run and made with the same flags)."""
+    meta_path, argv_path = out / "metadata.json", Path(f"{out}.argv.json")
+    argv = [str(run_dir), "--format", "onnx", *PRECISIONS[precision], *SHIP, "--output-dir", str(out), "--overwrite",
+            "--threads", str(threads)]
+    fresh = (meta_path.is_file() and meta_path.stat().st_mtime > (run_dir / "model.safetensors").stat().st_mtime
+             and argv_path.is_file() and json.loads(argv_path.read_text()) == argv)
+    if not fresh:
         log(f"== python -m distill.export {' '.join(argv)}")
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(f"{out}.log", "w") as f:
@@ -74,6 +78,7 @@ def export(run_dir: Path, out: Path, precision: str, threads: int) -> dict:
                                   stderr=subprocess.STDOUT)
         if proc.returncode != 0:
             sys.exit(f"error: the export of {run_dir} failed; see {out}.log")
+        argv_path.write_text(json.dumps(argv))
     return json.loads(meta_path.read_text())
 
 
@@ -93,48 +98,77 @@ def score(bundle: Path, texts: list[str], labels: list[int], threads: int) -> di
 
 
 def bench(args) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
     out = Path(args.out)
     jobs = []
     for student in args.students:
         for point, flags in POINTS[student].items():
-            run_dir = out / "runs" / f"{student}-{point}-s{args.seed}"
-            jobs.append((run_dir, ["--student", student, "--seed", str(args.seed), "--output-dir", str(run_dir),
-                                   "--latency-repeats", "1", "--no-progress", "--resume", *flags,
-                                   *args.train_args.split()]))
+            for seed in args.seeds:
+                run_dir = out / "runs" / f"{student}-{point}-s{seed}"
+                jobs.append((run_dir, ["--student", student, "--seed", str(seed), "--output-dir", str(run_dir),
+                                       "--latency-repeats", "1", "--no-progress", "--resume", *flags,
+                                       *args.train_args.split()]))
     t0 = time.perf_counter()
     run_jobs(jobs, args.jobs)
     texts, labels = dev_rows(DEFAULT_LABELS)
-    rows = []
-    for run_dir, argv in jobs:
-        student, point = argv[1], run_dir.name.removeprefix(f"{argv[1]}-").rsplit("-s", 1)[0]
+
+    def one(job, precision):  # export, then score through the bundle alone (subprocesses: run side by side)
+        run_dir, argv = job
+        student, seed = argv[1], int(argv[3])
+        point = run_dir.name.removeprefix(f"{student}-").rsplit("-s", 1)[0]
         report = json.loads((run_dir / "report.json").read_text())
         config = json.loads((run_dir / "config.json").read_text())
-        for precision in PRECISIONS:
-            bundle = out / "bundles" / f"{run_dir.name}-{precision}"
-            meta = export(run_dir, bundle, precision, args.threads)
-            scored = score(bundle, texts, labels, args.threads)
-            rows.append({
-                "student": student, "point": point, "flags": POINTS[student][point], "precision": precision,
-                "shipped_precision": meta.get("precision"), "run_dir": str(run_dir), "bundle": str(bundle),
-                "vocab": config["student_config"]["vocab_size"], "embed_dim": config["student_config"]["embed_dim"],
-                "width": config["student_config"].get("hidden", config["student_config"].get("num_filters")),
-                "params": report["student"]["params"],
-                "params_without_embeddings": report["student"]["params_without_embeddings"],
-                "bundle_bytes": meta["bundle_bytes"], "bundle_mb": meta["bundle_bytes"]["total"] / 1e6,
-                "training_dev": report["student"]["dev_metric"], "dev": scored["accuracy"],
-                "training_steps": report["training"]["steps"], "train_wall_seconds": report.get("bench_wall_seconds"),
-                "predict_seconds": scored["predict_seconds"]})
-            log(f"   {bundle.name}: {rows[-1]['bundle_mb']:.2f} MB, dev {100 * scored['accuracy']:.2f} "
-                f"(distill.predict), {meta.get('precision')} shipped")
-    return {"rows": rows, "seed": args.seed, "jobs": args.jobs, "threads": args.threads,
+        bundle = out / "bundles" / f"{run_dir.name}-{precision}"
+        meta = export(run_dir, bundle, precision, args.threads)
+        scored = score(bundle, texts, labels, args.threads)
+        row = {
+            "student": student, "point": point, "seed": seed, "flags": POINTS[student][point],
+            "precision": precision, "shipped_precision": meta.get("precision"), "run_dir": str(run_dir),
+            "bundle": str(bundle), "vocab": config["student_config"]["vocab_size"],
+            "embed_dim": config["student_config"]["embed_dim"],
+            "width": config["student_config"].get("hidden", config["student_config"].get("num_filters")),
+            "params": report["student"]["params"],
+            "params_without_embeddings": report["student"]["params_without_embeddings"],
+            "bundle_bytes": meta["bundle_bytes"], "bundle_mb": meta["bundle_bytes"]["total"] / 1e6,
+            "training_dev": report["student"]["dev_metric"], "dev": scored["accuracy"],
+            "training_steps": report["training"]["steps"], "train_wall_seconds": report.get("bench_wall_seconds"),
+            "predict_seconds": scored["predict_seconds"]}
+        log(f"   {bundle.name}: {row['bundle_mb']:.2f} MB, dev {100 * scored['accuracy']:.2f} "
+            f"(distill.predict), {meta.get('precision')} shipped")
+        return row
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        rows = list(pool.map(lambda jp: one(*jp), [(j, p) for j in jobs for p in PRECISIONS]))
+    points = summarise(rows)
+    return {"rows": rows, "points": points, "seeds": args.seeds, "jobs": args.jobs, "threads": args.threads,
             "labels": "shipped SST-2 label set (MiniLM teacher)", "dev_rows": len(labels),
-            "invocation_seconds": round(time.perf_counter() - t0, 1), "targets": targets(rows)}
+            "invocation_seconds": round(time.perf_counter() - t0, 1), "targets": targets(points)}
 
 
-def targets(rows: list[dict]) -> dict:
+def summarise(rows: list[dict]) -> list[dict]:
+    """One entry per (student, point, precision): dev mean and std over its seeds, the largest bundle."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["student"], r["point"], r["precision"]), []).append(r)
+    out = []
+    for rs in groups.values():
+        devs = [r["dev"] for r in rs]
+        big = max(rs, key=lambda r: r["bundle_mb"])  # the same architecture each seed; the largest counts
+        out.append({k: big[k] for k in ("student", "point", "flags", "precision", "vocab", "embed_dim", "width",
+                                        "params", "bundle_bytes", "bundle_mb")} |
+                   {"shipped_precision": "/".join(sorted({str(r["shipped_precision"]) for r in rs})),
+                    "seeds": [r["seed"] for r in rs], "devs": devs, "dev": statistics.fmean(devs),
+                    "dev_std": statistics.stdev(devs) if len(devs) > 1 else 0.0})
+    return out
+
+
+def targets(points: list[dict]) -> dict:
     out = {}
     for student, (most_mb, most_drop) in TARGETS.items():
-        mine = [r for r in rows if r["student"] == student]
+        mine = [r for r in points if r["student"] == student]
         ref = next((r for r in mine if r["point"] == "default" and r["precision"] == "fp32"), None)
         if ref is None:
             continue
@@ -142,8 +176,10 @@ def targets(rows: list[dict]) -> dict:
         best = max(small, key=lambda r: (r["dev"], -r["bundle_mb"])) if small else None
         out[student] = {
             "most_mb": most_mb, "most_drop_points": most_drop, "reference_dev": ref["dev"],
-            "reference_mb": ref["bundle_mb"], "best": best and f"{best['point']} {best['precision']}",
-            "best_dev": best and best["dev"], "best_mb": best and best["bundle_mb"],
+            "reference_std": ref["dev_std"], "reference_mb": ref["bundle_mb"],
+            "best": best and f"{best['point']} {best['precision']}",
+            "best_dev": best and best["dev"], "best_std": best and best["dev_std"],
+            "best_mb": best and best["bundle_mb"],
             "drop_points": best and round(100 * (ref["dev"] - best["dev"]), 2),
             "met": bool(best and 100 * (ref["dev"] - best["dev"]) <= most_drop)}
     return out
@@ -151,12 +187,12 @@ def targets(rows: list[dict]) -> dict:
 
 def render(res: dict) -> str:
     head = ("| student | run | precision | vocabulary | embed | width | params | bundle MB | of it: model / "
-            "tokenizer.json / vocab.txt | dev (distill.predict) | vs reference |")
+            "tokenizer.json | dev, mean ± std (distill.predict) | each seed | vs reference |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     refs = {s: t["reference_dev"] for s, t in res["targets"].items()}
-    for r in res["rows"]:
+    for r in res["points"]:
         b = r["bundle_bytes"]
-        shipped = r["precision"] if r["shipped_precision"] in (None, r["precision"]) else \
+        shipped = r["precision"] if r["shipped_precision"] in ("None", r["precision"]) else \
             f"{r['precision']} (shipped {r['shipped_precision']})"
         ref = refs.get(r["student"])
         vs = "reference" if r["point"] == "default" and r["precision"] == "fp32" else (
@@ -164,21 +200,24 @@ def render(res: dict) -> str:
         lines.append("| " + " | ".join([
             r["student"], r["point"] + (" (`" + " ".join(r["flags"]) + "`)" if r["flags"] else " (defaults)"),
             shipped, f"{r['vocab']:,}", str(r["embed_dim"]), str(r["width"]), f"{r['params'] / 1e6:.2f}M",
-            f"{r['bundle_mb']:.2f}",
-            f"{b['model'] / 1e6:.2f} / {b['tokenizer.json'] / 1e6:.2f} / {b['vocab.txt'] / 1e6:.2f}",
-            f"{100 * r['dev']:.2f}", vs]) + " |")
-    lines += ["", f"SST-2 dev ({res['dev_rows']} sentences), {res['labels']}, seed {res['seed']}: one seed per "
-              "point, and one seed on this dev set moves by about 0.5 points. Every run uses `distill.train`'s "
-              "default schedule (dev every 500 steps, patience 4, at most 5,000 steps). Each run is exported at "
-              "fp32 and at int8 (`--quantize int8 --keep-int8 always`); the accuracy is `distill.predict`'s on the "
-              "bundle, and the size the whole bundle folder (model, tokenizer.json, vocab.txt, labels, metadata, "
-              f"README). `distill.predict` ran at {res['threads']} thread(s).", ""]
+            f"{r['bundle_mb']:.2f}", f"{b['model'] / 1e6:.2f} / {b['tokenizer.json'] / 1e6:.2f}",
+            f"{100 * r['dev']:.2f} ± {100 * r['dev_std']:.2f}", " / ".join(f"{100 * d:.2f}" for d in r["devs"]),
+            vs]) + " |")
+    seeds = ", ".join(map(str, res["seeds"]))
+    lines += ["", f"SST-2 dev ({res['dev_rows']} sentences), {res['labels']}, seeds {seeds}: mean ± standard "
+              "deviation over the seeds (one seed on this dev set moves by about 0.5 points). Every run uses "
+              "`distill.train`'s default schedule (dev every 500 steps, patience 4, at most 5,000 steps). Each "
+              "run is exported at fp32 and at int8 (`--quantize int8 --keep-int8 always`), both with "
+              "`--no-vocab-txt` (the vocabulary once, in tokenizer.json); the accuracy is `distill.predict`'s on "
+              "the bundle, and the size the whole bundle folder (model, tokenizer.json, tokenizer_config.json, "
+              f"labels, metadata, README). `distill.predict` ran at {res['threads']} thread(s).", ""]
     for student, t in res["targets"].items():
         lines.append(f"- {student}: at most {t['most_mb']:.1f} MB within {t['most_drop_points']:.1f} points of the "
-                     f"reference ({100 * t['reference_dev']:.2f}, {t['reference_mb']:.1f} MB fp32): " + (
-                         f"best is {t['best']} at {100 * t['best_dev']:.2f} and {t['best_mb']:.2f} MB, "
-                         f"{t['drop_points']:.2f} below: {'met' if t['met'] else 'NOT met'}" if t["best"] else
-                         "no bundle is that small: NOT met"))
+                     f"reference ({100 * t['reference_dev']:.2f} ± {100 * t['reference_std']:.2f}, "
+                     f"{t['reference_mb']:.1f} MB fp32): " + (
+                         f"best is {t['best']} at {100 * t['best_dev']:.2f} ± {100 * t['best_std']:.2f} and "
+                         f"{t['best_mb']:.2f} MB, {t['drop_points']:.2f} below: "
+                         f"{'met' if t['met'] else 'NOT met'}" if t["best"] else "no bundle is that small: NOT met"))
     return "\n".join(lines) + "\n"
 
 
@@ -191,10 +230,11 @@ def plot(res: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for student, marker in (("bilstm", "o"), ("cnn", "s")):
         for precision, color in (("fp32", "tab:blue"), ("int8", "tab:orange")):
-            pts = [r for r in res["rows"] if r["student"] == student and r["precision"] == precision]
+            pts = [r for r in res["points"] if r["student"] == student and r["precision"] == precision]
             if pts:
-                ax.scatter([r["bundle_mb"] for r in pts], [100 * r["dev"] for r in pts], marker=marker, color=color,
-                           label=f"{student} {precision}")
+                ax.errorbar([r["bundle_mb"] for r in pts], [100 * r["dev"] for r in pts],
+                            yerr=[100 * r["dev_std"] for r in pts], fmt=marker, color=color, capsize=2,
+                            label=f"{student} {precision}")
                 for i, r in enumerate(pts):  # alternate above and below: neighbours' names do not collide
                     ax.annotate(r["point"], (r["bundle_mb"], 100 * r["dev"]), fontsize=7,
                                 xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
@@ -205,7 +245,7 @@ def plot(res: dict, path: Path) -> None:
     ax.minorticks_off()
     ax.set_xlabel("bundle folder, MB (log scale)")
     ax.set_ylabel("SST-2 dev accuracy via distill.predict, %")
-    ax.set_title("Bundle size against accuracy: every point tried")
+    ax.set_title("Bundle size against accuracy: every point tried (mean ± std over seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -216,7 +256,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--students", nargs="+", choices=list(POINTS), default=list(POINTS))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds per point (default 0 1 2)")
     p.add_argument("--jobs", type=int, default=1, help="training runs at once (one thread each when > 1)")
     p.add_argument("--threads", type=int, default=1, help="threads for the exports' checks and distill.predict")
     p.add_argument("--train-args", default="", help="more distill.train flags for every run (a smoke test: "

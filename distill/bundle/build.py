@@ -90,6 +90,11 @@ class ExportArgs:
         "with --quantize int8: if-faster keeps int8 only if it is not slower than fp32 (within "
         f"{SLOWER_TOLERANCE:.0%}, on the geometric mean of its time ratios at batch 1 and 32); always keeps it "
         "whenever its labels agree, even if slower (for its size)"))
+    no_vocab_txt: bool = field(default=False, metadata=_help(
+        "leave vocab.txt out: the vocabulary is also in tokenizer.json (model.vocab, token to id), which "
+        "distill.predict, transformers.js and the HF tokenizers ports read. Keep it (the default) for a "
+        "client that implements WordPiece from a vocabulary file; with a pruned vocabulary it is 3% of "
+        "the folder"))
     overwrite: bool = field(default=False, metadata=_help("replace an existing --output-dir"))
 
     def __post_init__(self) -> None:
@@ -115,7 +120,7 @@ class ExportArgs:
 
 def build_parser() -> argparse.ArgumentParser:
     paragraphs = (__doc__ or "").split("\n\n")
-    epilog = ("The bundle holds the model, tokenizer.json (and vocab.txt), labels.txt,\n"
+    epilog = ("The bundle holds the model, tokenizer.json (and vocab.txt, unless --no-vocab-txt), labels.txt,\n"
               "metadata.json (inputs, outputs, shapes, precision, parity, sizes) and a README\n"
               "with the Python, Kotlin and Swift calls. Run it: python -m distill.predict BUNDLE."
               "\n\n" + paragraphs[-1].strip())
@@ -239,7 +244,7 @@ def _build(args, tmp: Path, model, tok, config, rows: DevRows, max_length: int, 
     print(f"  exported in {time.perf_counter() - t0:.1f}s "
           f"({'dynamic' if dynamic_length else 'fixed'} length)")
 
-    tok_meta = write_tokenizer(tok, tmp, max_length)
+    tok_meta = write_tokenizer(tok, tmp, max_length, vocab_txt=not args.no_vocab_txt)
     labels = list(config["task"]["label_names"])
     (tmp / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     ids_shape = ["batch" if dynamic_batch else batch_size] + ([2] if pair else []) + \

@@ -22,8 +22,9 @@ def _tokenizer_spec(tok_json: dict) -> dict:
     return {k: v for k, v in spec.items() if v is not None}
 
 
-def write_tokenizer(tok, directory: Path, max_length: int) -> dict:
-    """tokenizer.json (truncating at max_length, no special tokens, no padding) and vocab.txt."""
+def write_tokenizer(tok, directory: Path, max_length: int, vocab_txt: bool = True) -> dict:
+    """tokenizer.json (truncating at max_length, no special tokens, no padding) and, with vocab_txt, the same
+    vocabulary again as vocab.txt (one token per line) for clients that implement the tokenizer from it."""
     from tokenizers import Tokenizer
 
     t = Tokenizer.from_str(tok.tokenizer.to_str())
@@ -34,7 +35,8 @@ def write_tokenizer(tok, directory: Path, max_length: int) -> dict:
     by_id = [""] * (max(vocab.values()) + 1)
     for token, i in vocab.items():
         by_id[i] = token
-    (directory / "vocab.txt").write_text("\n".join(by_id) + "\n", encoding="utf-8")
+    if vocab_txt:
+        (directory / "vocab.txt").write_text("\n".join(by_id) + "\n", encoding="utf-8")
     spec = _tokenizer_spec(json.loads(t.to_str()))
     # transformers.js' AutoTokenizer reads this beside tokenizer.json (and refuses a folder without it)
     config = {"tokenizer_class": "BertTokenizer" if spec.get("type") == "WordPiece" else "PreTrainedTokenizer",
@@ -42,7 +44,8 @@ def write_tokenizer(tok, directory: Path, max_length: int) -> dict:
               "pad_token": by_id[tok.pad_id] if 0 <= tok.pad_id < len(by_id) else None,
               "clean_up_tokenization_spaces": False, "do_lower_case": False}
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
-    return {"file": "tokenizer.json", "vocab_file": "vocab.txt", "config_file": "tokenizer_config.json",
+    return {"file": "tokenizer.json", "vocab_file": "vocab.txt" if vocab_txt else None,
+            "config_file": "tokenizer_config.json",
             "kind": tok.kind,
             "vocab_size": tok.vocab_size, "pad_id": tok.pad_id, "unk_id": tok.unk_id,
             "add_special_tokens": False, "truncation": {"max_length": max_length, "side": "right"},
@@ -101,6 +104,10 @@ def render_readme(meta: dict, bundle_name: str = "bundle") -> str:
         "py_len": "len(enc)" if meta["length"]["dynamic"] else str(T),  # a fixed-length model: pad to T
         "n_ids": f"<= {T}" if meta["length"]["dynamic"] else f"exactly {T} (padded)",
         "tokenizer_type": meta["tokenizer"].get("type"),
+        "vocab_row": ("\n| `vocab.txt` | the vocabulary, one token per line, line number = id |"
+                      if meta["tokenizer"].get("vocab_file") else ""),
+        "vocab_source": ("`vocab.txt`" if meta["tokenizer"].get("vocab_file") else
+                         "the vocabulary in `tokenizer.json` → `model.vocab` (token: id)"),
     }
     values |= {
         "bundle_name": bundle_name,

@@ -259,6 +259,23 @@ def test_a_moved_bundle_still_works(runs, onnx_bundles, tmp_path):
     np.testing.assert_allclose(bundle.logits(ids, mask), student_logits(runs["transformer"], TEXTS), atol=1e-4)
 
 
+@needs_onnx
+def test_no_vocab_txt_ships_the_vocabulary_once_and_predicts_the_same(runs, onnx_bundles, tmp_path, monkeypatch):
+    _reuse_onnx(monkeypatch, onnx_bundles["cnn"])
+    out = tmp_path / "slim"
+    meta = _export(runs["cnn"], out, "--no-vocab-txt")
+    full = json.loads((onnx_bundles["cnn"] / "metadata.json").read_text())
+    assert not (out / "vocab.txt").exists() and meta["tokenizer"]["vocab_file"] is None
+    assert meta["bundle_bytes"]["vocab.txt"] == 0 < full["bundle_bytes"]["vocab.txt"]
+    assert meta["bundle_bytes"]["total"] == sum(f.stat().st_size for f in out.iterdir())
+    readme = (out / "README.md").read_text()
+    assert "vocab.txt" not in readme and "`model.vocab`" in readme
+    # every id the client needs is in tokenizer.json, in the order vocab.txt would list them
+    vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
+    assert sorted(vocab, key=vocab.get) == (onnx_bundles["cnn"] / "vocab.txt").read_text().splitlines()
+    assert Bundle(out).predict(TEXTS) == Bundle(onnx_bundles["cnn"]).predict(TEXTS)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
