@@ -5,9 +5,10 @@
 For each student, the reference is the default `python -m distill.train --student S`, exported at fp32.
 Every other point is a `distill.train` with `--prune-vocab` and a narrower embedding table (for the
 BiLSTM also a narrower LSTM), with the default schedule otherwise. Every run is exported twice, by
-`python -m distill.export --format onnx --no-vocab-txt` at fp32 and with `--quantize int8 --keep-int8 always`
+`python -m distill.export --format onnx --no-vocab-txt` at fp32, with `--quantize int8 --keep-int8 always`
 (a bundle over its size budget is not a valid result, so int8 is kept for its size even where it is
-slower; --no-vocab-txt ships the vocabulary once, in tokenizer.json). Every point runs 3 seeds.
+slower; --no-vocab-txt ships the vocabulary once, in tokenizer.json), and with `--table-bits 4` as well
+(the embedding table at 4 bits). Every point runs 3 seeds.
 Every bundle is then scored on SST-2 dev by `python -m distill.predict BUNDLE --json` reading the dev
 sentences on stdin: through the bundle alone, with its own tokenizer. The size is the whole folder.
 
@@ -38,6 +39,7 @@ POINTS = {  # student: {point: distill.train flags on top of the defaults}; "def
     "bilstm": {"default": [],
                "w150": ["--width", "150"],  # Tang et al.'s hidden size, full table
                "pruned-e128": [*PRUNE, "--embed-dim", "128"],
+               "pruned-w150": [*PRUNE, "--width", "150"],  # the full 300-wide table, for a 4-bit table
                "pruned-e128-w150": [*PRUNE, "--embed-dim", "128", "--width", "150"],
                "pruned-e64-w150": [*PRUNE, "--embed-dim", "64", "--width", "150"],
                "pruned-e160-w150": [*PRUNE, "--embed-dim", "160", "--width", "150"],
@@ -49,7 +51,8 @@ POINTS = {  # student: {point: distill.train flags on top of the defaults}; "def
             "pruned-e64": [*PRUNE, "--embed-dim", "64"]},
 }
 TARGETS = {"bilstm": (3.0, 1.0), "cnn": (3.0, 1.5)}  # student: (most MB, most points below the reference)
-PRECISIONS = {"fp32": [], "int8": ["--quantize", "int8", "--keep-int8", "always"]}
+PRECISIONS = {"fp32": [], "int8": ["--quantize", "int8", "--keep-int8", "always"],
+              "int8-t4": ["--quantize", "int8", "--keep-int8", "always", "--table-bits", "4"]}
 SHIP = ["--no-vocab-txt"]  # the vocabulary once, in tokenizer.json: what a size budget ships
 
 
@@ -192,7 +195,7 @@ def render(res: dict) -> str:
     refs = {s: t["reference_dev"] for s, t in res["targets"].items()}
     for r in res["points"]:
         b = r["bundle_bytes"]
-        shipped = r["precision"] if r["shipped_precision"] in ("None", r["precision"]) else \
+        shipped = r["precision"] if r["shipped_precision"] in ("None", r["precision"].split("-")[0]) else \
             f"{r['precision']} (shipped {r['shipped_precision']})"
         ref = refs.get(r["student"])
         vs = "reference" if r["point"] == "default" and r["precision"] == "fp32" else (
@@ -207,7 +210,8 @@ def render(res: dict) -> str:
     lines += ["", f"SST-2 dev ({res['dev_rows']} sentences), {res['labels']}, seeds {seeds}: mean ± standard "
               "deviation over the seeds (one seed on this dev set moves by about 0.5 points). Every run uses "
               "`distill.train`'s default schedule (dev every 500 steps, patience 4, at most 5,000 steps). Each "
-              "run is exported at fp32 and at int8 (`--quantize int8 --keep-int8 always`), both with "
+              "run is exported at fp32, at int8 (`--quantize int8 --keep-int8 always`) and at int8 with a 4-bit "
+              "embedding table (int8-t4: `--table-bits 4` as well), all with "
               "`--no-vocab-txt` (the vocabulary once, in tokenizer.json); the accuracy is `distill.predict`'s on "
               "the bundle, and the size the whole bundle folder (model, tokenizer.json, tokenizer_config.json, "
               f"labels, metadata, README). `distill.predict` ran at {res['threads']} thread(s).", ""]
@@ -229,7 +233,7 @@ def plot(res: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for student, marker in (("bilstm", "o"), ("cnn", "s")):
-        for precision, color in (("fp32", "tab:blue"), ("int8", "tab:orange")):
+        for precision, color in (("fp32", "tab:blue"), ("int8", "tab:orange"), ("int8-t4", "tab:green")):
             pts = [r for r in res["points"] if r["student"] == student and r["precision"] == precision]
             if pts:
                 ax.errorbar([r["bundle_mb"] for r in pts], [100 * r["dev"] for r in pts],

@@ -39,6 +39,8 @@ from distill.bundle.policy import (
     INT8_MIN_AGREEMENT,
     INT8_OPS,
     SLOWER_TOLERANCE,
+    TABLE4_BLOCK,
+    TABLE_BITS,
     int8_is_slower,
     int8_slowdown,
 )
@@ -90,6 +92,10 @@ class ExportArgs:
         "with --quantize int8: if-faster keeps int8 only if it is not slower than fp32 (within "
         f"{SLOWER_TOLERANCE:.0%}, on the geometric mean of its time ratios at batch 1 and 32); always keeps it "
         "whenever its labels agree, even if slower (for its size)"))
+    table_bits: int = field(default=8, metadata=_help(
+        f"with --quantize int8: bits per weight of the embedding table, 8 or 4. 4 stores it in blocks of "
+        f"{TABLE4_BLOCK} values with a scale each (ONNX Runtime's GatherBlockQuantized, a contrib op: "
+        "onnxruntime >= 1.20 on every platform; not standard ONNX), about 0.56 of the int8 table's bytes"))
     no_vocab_txt: bool = field(default=False, metadata=_help(
         "leave vocab.txt out: the vocabulary is also in tokenizer.json (model.vocab, token to id), which "
         "distill.predict, transformers.js and the HF tokenizers ports read. Keep it (the default) for a "
@@ -107,6 +113,9 @@ class ExportArgs:
             (self.parity_rows >= 1, f"--parity-rows {self.parity_rows} must be >= 1"),
             (self.threads >= 1, f"--threads {self.threads} must be >= 1"),
             (self.keep_int8 in KEEP_INT8, f"--keep-int8 {self.keep_int8}: choose {' or '.join(KEEP_INT8)}"),
+            (self.table_bits in TABLE_BITS, f"--table-bits {self.table_bits}: choose 8 or 4"),
+            (self.table_bits == 8 or self.quantize == "int8",
+             "--table-bits 4 quantizes the int8 model's embedding table further: add --quantize int8"),
             (not (self.batch_size is not None and self.format == "onnx"),
              "--batch-size is for --format executorch; ONNX bundles take any batch size"),
             (not (self.quantize == "int8" and self.format == "executorch"),
@@ -296,7 +305,7 @@ def _build(args, tmp: Path, model, tok, config, rows: DevRows, max_length: int, 
                         "what": "median ms of one model call on random ids, tokenizer excluded"}}
 
     if args.quantize == "int8":
-        meta = _quantize(tmp, model, rows, meta, student, args.threads, args.keep_int8)
+        meta = _quantize(tmp, model, rows, meta, student, args.threads, args.keep_int8, args.table_bits)
     atomic_write_text(tmp / "README.md", render_readme(meta, out.name))
     meta = _with_bytes(tmp, meta)
     atomic_write_json(tmp / METADATA, meta)
@@ -337,16 +346,19 @@ def _with_bytes(directory: Path, meta: dict) -> dict:
 
 
 def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads: int,
-              keep: str = "if-faster") -> dict:
-    """Quantize model.onnx to int8; keep it only if it agrees and (keep="if-faster") is not slower.
+              keep: str = "if-faster", table_bits: int = 8) -> dict:
+    """Quantize model.onnx to int8 (table_bits=4: its embedding table at 4 bits); keep it only if it agrees
+    and (keep="if-faster") is not slower.
 
     An int8 bundle runs one text per call ("batch_policy": "row"): dynamic quantization computes each
     activation scale over the whole input, so in a batch a text's logits would depend on its neighbours
     (and their padding). Row by row, the parity check, distill.predict and any batch give each text
     what it gets alone; its timings (batch 32 = 32 calls) are what that costs. Updates meta."""
     fp32, int8 = tmp / "model.onnx", tmp / "model.int8.onnx"
-    t0 = _step(f"quantizing to int8 (dynamic, ONNX Runtime: {', '.join(INT8_OPS.get(student, DEFAULT_INT8_OPS))}) ...")
-    ops = quantize_onnx(fp32, int8, student)
+    table = f"; the table at 4 bits, blocks of {TABLE4_BLOCK}" if table_bits == 4 else ""
+    t0 = _step(f"quantizing to int8 (dynamic, ONNX Runtime: {', '.join(INT8_OPS.get(student, DEFAULT_INT8_OPS))}"
+               f"{table}) ...")
+    ops = quantize_onnx(fp32, int8, student, table_bits)
     os.replace(fp32, tmp / "model.fp32.onnx")
     os.replace(int8, fp32)  # the bundle reads model.onnx; try the int8 one there
     bundle = Bundle(tmp, threads=threads)
@@ -376,7 +388,9 @@ def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads
     slower = int8_is_slower(lat, lat_fp32)
     times = (f"time ratio {slowdown:.2f}, the geometric mean over " + ", ".join(
         f"batch {k[1:]}: {lat[k]:.3f} vs {lat_fp32[k]:.3f} ms" for k in lat))
-    q = {"requested": "int8", "method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights",
+    q = {"requested": "int8", "method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights" + (
+             f"; the embedding table by MatMulNBitsQuantizer (4-bit, symmetric, blocks of {TABLE4_BLOCK})"
+             if table_bits == 4 else ""), "table_bits": table_bits,
          "op_types": ops, **sizes, "int8_latency_ms": lat, "fp32_latency_ms": lat_fp32,
          "int8_time_ratio": round(slowdown, 4), "int8_parity": par, "fp32_parity": meta["parity"]}
     if slower and keep == "always":

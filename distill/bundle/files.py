@@ -100,7 +100,10 @@ def render_readme(meta: dict, bundle_name: str = "bundle") -> str:
                               "\n**Batches**: run one text per call (`batch_policy` \"row\" in metadata.json): "
                               "dynamic int8 scales activations over the whole input, so in a batch a text's "
                               "label could depend on the other texts.\n" if meta.get("batch_policy") == "row"
-                              else ""),
+                              else "") + (
+            "\n**Embedding table**: 4-bit, blockwise (`GatherBlockQuantized`, an ONNX Runtime contrib op): "
+            "it needs onnxruntime >= 1.20 (any platform's full package), not a runtime limited to standard "
+            "ONNX ops.\n" if q and q["kept"] and q.get("table_bits") == 4 else ""),
         "py_len": "len(enc)" if meta["length"]["dynamic"] else str(T),  # a fixed-length model: pad to T
         "n_ids": f"<= {T}" if meta["length"]["dynamic"] else f"exactly {T} (padded)",
         "tokenizer_type": meta["tokenizer"].get("type"),

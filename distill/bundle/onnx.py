@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS
+from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, TABLE4_BLOCK
 from distill.bundle.trace import example_inputs, length_limit, quiet
+from distill.errors import DistillError
 
 
 @contextlib.contextmanager
@@ -89,8 +90,10 @@ def onnx_shapes(path: Path) -> dict:
             "outputs": {v.name: dims(v) for v in graph.output}}
 
 
-def quantize_onnx(src: Path, dst: Path, student: str) -> list[str]:
-    """Dynamic int8 (weights int8, activations quantized on the fly) of the chosen op types."""
+def quantize_onnx(src: Path, dst: Path, student: str, table_bits: int = 8) -> list[str]:
+    """Dynamic int8 (weights int8, activations quantized on the fly) of the chosen op types; with
+    table_bits=4 the embedding table (Gather) is stored blockwise at 4 bits instead (policy.TABLE4_BLOCK).
+    Returns what was quantized."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -99,7 +102,36 @@ def quantize_onnx(src: Path, dst: Path, student: str) -> list[str]:
     # inference then rejects; the quantizer infers what it needs without them.
     del model.graph.value_info[:]
     ops = list(INT8_OPS.get(student, DEFAULT_INT8_OPS))
+    int8_ops = [o for o in ops if not (table_bits == 4 and o == "Gather")]
     with quiet():
-        quantize_dynamic(model, str(dst), op_types_to_quantize=ops, weight_type=QuantType.QInt8,
+        quantize_dynamic(model, str(dst), op_types_to_quantize=int8_ops, weight_type=QuantType.QInt8,
                          extra_options={"MatMulConstBOnly": True})
+    if table_bits == 4:
+        _table_to_4_bits(dst)
+        return [f"Gather (4-bit, blocks of {TABLE4_BLOCK}: GatherBlockQuantized)", *int8_ops]
     return ops
+
+
+def _table_to_4_bits(path: Path) -> None:
+    """Rewrite the model's Gather over a weight table as GatherBlockQuantized (4-bit, symmetric)."""
+    import logging
+
+    import onnx
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    # this module calls logging.basicConfig(level=INFO) when imported: undo that, or its INFO lines print
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    for h in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(h)
+    root.setLevel(level)
+    config = DefaultWeightOnlyQuantConfig(block_size=TABLE4_BLOCK, is_symmetric=True, bits=4,
+                                          op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),))
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(path)), algo_config=config)
+    with quiet():
+        quantizer.process()
+    if not any(n.op_type == "GatherBlockQuantized" for n in quantizer.model.model.graph.node):
+        raise DistillError("--table-bits 4: ONNX Runtime's quantizer found no embedding table to store at "
+                           "4 bits in this model; export with --table-bits 8")
+    quantizer.model.save_model_to_file(str(path))

@@ -121,6 +121,25 @@ def test_int8_is_kept_only_when_it_agrees_and_is_not_slower(runs, onnx_bundles, 
     assert sorted(p.name for p in (tmp_path / "q").glob("*.onnx")) == ["model.onnx"]
 
 
+@needs_onnx
+def test_a_4_bit_table_is_smaller_still_and_labels_as_int8_does(runs, onnx_bundles, tmp_path, monkeypatch):
+    import onnx
+
+    _reuse_onnx(monkeypatch, onnx_bundles["bilstm"])
+    int8 = _export(runs["bilstm"], tmp_path / "q8", "--quantize", "int8", "--keep-int8", "always")
+    meta = _export(runs["bilstm"], tmp_path / "q4", "--quantize", "int8", "--keep-int8", "always",
+                   "--table-bits", "4")
+    q = meta["quantization"]
+    assert meta["precision"] == "int8" and q["kept"] and q["table_bits"] == 4 and "LSTM" in q["op_types"]
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "q4" / "model.onnx")).graph.node]
+    assert "GatherBlockQuantized" in ops and "DynamicQuantizeLSTM" in ops
+    # the table is 16 x vocabulary here: half a byte per weight plus a scale per row beats one byte
+    assert meta["model_bytes"] < int8["model_bytes"]
+    assert q["int8_parity"]["label_agreement"] >= 0.99
+    assert "GatherBlockQuantized" in (tmp_path / "q4" / "README.md").read_text()
+    assert Bundle(tmp_path / "q4").predict(TEXTS)[0].label in ("negative", "positive")
+
+
 def _is_int8(path: Path) -> bool:
     import onnx
 
@@ -285,6 +304,8 @@ def test_no_vocab_txt_ships_the_vocabulary_once_and_predicts_the_same(runs, onnx
     (["--batch-size", "4"], "--batch-size is for --format executorch"),
     (["--max-length", "0"], "--max-length 0 must be >= 1"),
     (["--quantize", "int4"], "--quantize int4: choose none or int8"),
+    (["--table-bits", "4"], "--table-bits 4 quantizes the int8 model's embedding table further: add --quantize int8"),
+    (["--quantize", "int8", "--table-bits", "6"], "--table-bits 6: choose 8 or 4"),
 ])
 def test_bad_flags_give_one_line_errors(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
