@@ -46,8 +46,10 @@ class SearchArgs:
         "shrink it), metadata.json and the README; distill.export prints the whole folder's size"))
     precision: str = field(default="fp32", metadata=_help(
         f"the export precision ({', '.join(BYTES_PER_PARAM)}): bytes per parameter for --max-size-mb, counted "
-        "as the export stores them (int8: the op types of distill/bundle/policy.py INT8_OPS at one byte); "
-        "with --latency-runtime onnx, int8 also times the int8 model (fp16 times the fp32 graph)"))
+        "as the export stores them (int8: the op types of distill/bundle/policy.py INT8_OPS at one byte; "
+        "int8-table4: the same with the embedding tables at 4 bits, as `distill.export --quantize int8 "
+        "--table-bits 4` ships them); with --latency-runtime onnx, int8 and int8-table4 also time that model "
+        "(fp16 times the fp32 graph)"))
     max_latency_ms: float | None = field(default=None, metadata=_help(
         "latency budget: median milliseconds of one call on this CPU at --latency-batch and "
         "--latency-length with --latency-threads, in --latency-runtime (by default the ONNX bundle)"))

@@ -10,7 +10,9 @@ Sizes count every parameter, embeddings included (1 MB = 10^6 bytes), stored as 
 it: at fp32 and fp16, 4 and 2 bytes each; at int8, the export's precision policy
 (distill/bundle/policy.py INT8_OPS): one byte for the weights of the op types it quantizes
 (embedding tables: Gather; Linear weights: MatMul; the BiLSTM's LSTM weights), four for the rest
-(convolutions, biases, norms). An export's scales and the graph itself are not counted: tens of KB,
+(convolutions, biases, norms); at int8-table4 (`distill.export --quantize int8 --table-bits 4`), the
+embedding tables take half a byte per weight plus a 4-byte scale per block of TABLE4_BLOCK values.
+An export's other scales and the graph itself are not counted: tens of KB,
 under 2% of a model of a few MB. Latency is the median wall time of `timing.repeats` calls at
 `timing.batch` x `timing.length` tokens on this CPU with `timing.threads` threads, in
 `timing.runtime` (search.latency): "onnx", the student exported as the bundle ships it (at int8
@@ -27,10 +29,10 @@ from dataclasses import dataclass, field
 import torch
 
 import students
-from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS
+from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, TABLE4_BLOCK
 from search.latency import RUNTIMES, latency_ms, runtime_label
 
-BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1}
+BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1, "int8-table4": 1}  # int8-table4: tables at 4 bits
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ STUDENT_OF = {cls.__name__: name for name, cls in students.STUDENTS.items()}  # 
 
 def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
     """Bytes of the model's parameters in its export at `precision` (see the module's docstring)."""
-    if precision != "int8":
+    if not precision.startswith("int8"):
         return model.num_parameters() * BYTES_PER_PARAM[precision]
     ops = INT8_OPS.get(STUDENT_OF.get(type(model).__name__, ""), DEFAULT_INT8_OPS)
     seen, total = set(), 0
@@ -137,6 +139,10 @@ def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
             if id(p) in seen:
                 continue
             seen.add(id(p))
+            if precision == "int8-table4" and isinstance(module, torch.nn.Embedding):
+                rows, dim = p.shape  # 4-bit values packed two to a byte, an fp32 scale per block of each row
+                total += rows * ((dim + 1) // 2 + 4 * -(-dim // TABLE4_BLOCK))
+                continue
             int8 = (("Gather" in ops and isinstance(module, torch.nn.Embedding))
                     or ("MatMul" in ops and isinstance(module, torch.nn.Linear) and name == "weight")
                     or ("LSTM" in ops and isinstance(module, torch.nn.LSTM) and name.startswith("weight_")))

@@ -38,7 +38,7 @@ ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
 
 def runtime_label(runtime: str, precision: str) -> str:
     """What a latency number comes from, in words: 'ONNX Runtime int8', 'PyTorch eager fp32'."""
-    shipped = precision if runtime == "onnx" and precision == "int8" else "fp32"
+    shipped = precision if runtime == "onnx" and precision.startswith("int8") else "fp32"
     return f"{RUNTIME_NAMES[runtime]} {shipped}"
 
 
@@ -71,7 +71,7 @@ def arch_key(model: torch.nn.Module, pair: bool, timing, precision: str) -> str:
     """What determines the timed graph: the student class and config (dropout is the identity at
     inference), the input shape and the timing settings; never the weights."""
     config = {k: v for k, v in dataclasses.asdict(model.config).items() if "dropout" not in k}
-    shipped = precision if timing.runtime == "onnx" and precision == "int8" else "fp32"
+    shipped = precision if timing.runtime == "onnx" and precision.startswith("int8") else "fp32"
     return json.dumps([type(model).__name__, config, pair, dataclasses.asdict(timing), shipped],
                       sort_keys=True, default=str)
 
@@ -84,8 +84,9 @@ def onnx_latency_ms(model: torch.nn.Module, student: str, vocab_size: int, pair:
     with tempfile.TemporaryDirectory(prefix="search-latency-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(model.eval(), path, pair=pair, max_length=timing.length)
-        if precision == "int8":
-            quantize_onnx(path, Path(tmp) / "model.int8.onnx", student)
+        if precision.startswith("int8"):
+            quantize_onnx(path, Path(tmp) / "model.int8.onnx", student,
+                          table_bits=4 if precision == "int8-table4" else 8)
             path = Path(tmp) / "model.int8.onnx"
         runner = OnnxRunner(path, timing.threads)
     inputs = student_inputs(vocab_size, timing.length, pair)(timing.batch)

@@ -50,7 +50,7 @@ def probe_space(objective: Objective, args: SearchArgs, budget: Budget, samples:
             hint = ""
             if key in ("params", "size_mb") and base.tokenizer == "teacher":
                 hint = "; the teacher's vocabulary makes the embedding table the bulk: try --tokenizer word"
-                if key == "size_mb" and budget.precision != "int8":
+                if key == "size_mb" and not budget.precision.startswith("int8"):
                     hint += " or --precision int8"
             msgs.append(f"{flag} {limit:g}: no configuration in the search space fits; the smallest "
                         f"({cand.describe().split(' drop=')[0]}) is {shown}{unit}; raise {flag} to at "
