@@ -379,15 +379,22 @@ def _js_modules() -> Path | None:
 
 
 @needs_onnx
-def test_the_readmes_javascript_runs_and_matches_python(onnx_bundles):
+@pytest.mark.parametrize("kind", ["fp32", "4-bit table, no vocab.txt"])
+def test_the_readmes_javascript_runs_and_matches_python(kind, runs, onnx_bundles, tmp_path, monkeypatch):
     """The README's JavaScript snippet, run by node on the bundle: same ids (an empty text included) and
-    labels as the Python runtime."""
+    labels as the Python runtime; also for the smallest bundle (GatherBlockQuantized, tokenizer.json alone)."""
     if not shutil.which("node"):
         pytest.skip("needs node")
     modules = _js_modules()
     if modules is None:
         pytest.skip("needs npm packages @huggingface/transformers and onnxruntime-node (npm install failed)")
     bundle_dir = onnx_bundles["cnn"]
+    if kind != "fp32":
+        _reuse_onnx(monkeypatch, bundle_dir)
+        bundle_dir = tmp_path / "small" / "cnn"
+        _export(runs["cnn"], bundle_dir, "--quantize", "int8", "--keep-int8", "always", "--table-bits", "4",
+                "--no-vocab-txt")
+        assert not (bundle_dir / "vocab.txt").exists()
     assert json.loads((bundle_dir / "tokenizer_config.json").read_text())["model_max_length"] > 0
     readme = (bundle_dir / "README.md").read_text()
     snippet = readme.split("```javascript\n", 1)[1].split("```", 1)[0]
