@@ -69,22 +69,27 @@ def dev_rows(labels: Path) -> tuple[list[str], list[int]]:
 
 
 def export(run_dir: Path, out: Path, precision: str, threads: int) -> dict:
-    """The run's bundle at this precision (reused when newer than the run and made with the same flags)."""
-    meta_path, argv_path = out / "metadata.json", Path(f"{out}.argv.json")
+    """The run's bundle at this precision: its metadata, or {"refused": why} when the export's parity check
+    refuses it (int8 labels agreeing on under 99% of dev rows: a result, not a crash). Reused when newer than
+    the run and made with the same flags."""
+    meta_path, record_path = out / "metadata.json", Path(f"{out}.argv.json")
     argv = [str(run_dir), "--format", "onnx", *PRECISIONS[precision], *SHIP, "--output-dir", str(out), "--overwrite",
             "--threads", str(threads)]
-    fresh = (meta_path.is_file() and meta_path.stat().st_mtime > (run_dir / "model.safetensors").stat().st_mtime
-             and argv_path.is_file() and json.loads(argv_path.read_text()) == argv)
-    if not fresh:
-        log(f"== python -m distill.export {' '.join(argv)}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{out}.log", "w") as f:
-            proc = subprocess.run([sys.executable, "-m", "distill.export", *argv], cwd=ROOT, stdout=f,
-                                  stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            sys.exit(f"error: the export of {run_dir} failed; see {out}.log")
-        argv_path.write_text(json.dumps(argv))
-    return json.loads(meta_path.read_text())
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if (record.get("argv") == argv
+            and record_path.stat().st_mtime > (run_dir / "model.safetensors").stat().st_mtime):
+        return {"refused": record["refused"]} if record.get("refused") else json.loads(meta_path.read_text())
+    log(f"== python -m distill.export {' '.join(argv)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{out}.log", "w") as f:
+        proc = subprocess.run([sys.executable, "-m", "distill.export", *argv], cwd=ROOT, stdout=f,
+                              stderr=subprocess.STDOUT)
+    last = (Path(f"{out}.log").read_text().strip().splitlines() or [""])[-1]
+    if proc.returncode != 0 and "parity check failed" not in last:
+        sys.exit(f"error: the export of {run_dir} failed; see {out}.log")
+    refused = last.removeprefix("error: ") if proc.returncode != 0 else None
+    record_path.write_text(json.dumps({"argv": argv, "refused": refused}))
+    return {"refused": refused} if refused else json.loads(meta_path.read_text())
 
 
 def score(bundle: Path, texts: list[str], labels: list[int], threads: int) -> dict:
@@ -126,6 +131,11 @@ def bench(args) -> dict:
         config = json.loads((run_dir / "config.json").read_text())
         bundle = out / "bundles" / f"{run_dir.name}-{precision}"
         meta = export(run_dir, bundle, precision, args.threads)
+        base = {"student": student, "point": point, "seed": seed, "flags": POINTS[student][point],
+                "precision": precision, "run_dir": str(run_dir), "bundle": str(bundle)}
+        if "refused" in meta:
+            log(f"   {bundle.name}: refused by the export ({meta['refused']})")
+            return base | {"refused": meta["refused"], "dev": None}
         scored = score(bundle, texts, labels, args.threads)
         row = {
             "student": student, "point": point, "seed": seed, "flags": POINTS[student][point],
@@ -160,13 +170,21 @@ def summarise(rows: list[dict]) -> list[dict]:
         groups.setdefault((r["student"], r["point"], r["precision"]), []).append(r)
     out = []
     for rs in groups.values():
-        devs = [r["dev"] for r in rs]
-        big = max(rs, key=lambda r: r["bundle_mb"])  # the same architecture each seed; the largest counts
-        out.append({k: big[k] for k in ("student", "point", "flags", "precision", "vocab", "embed_dim", "width",
-                                        "params", "bundle_bytes", "bundle_mb")} |
-                   {"shipped_precision": "/".join(sorted({str(r["shipped_precision"]) for r in rs})),
-                    "seeds": [r["seed"] for r in rs], "devs": devs, "dev": statistics.fmean(devs),
-                    "dev_std": statistics.stdev(devs) if len(devs) > 1 else 0.0})
+        ok = [r for r in rs if r["dev"] is not None]
+        refused = [r for r in rs if r["dev"] is None]
+        entry = {k: rs[0][k] for k in ("student", "point", "flags", "precision")} | {
+            "seeds": [r["seed"] for r in ok], "refused_seeds": [r["seed"] for r in refused],
+            "refused": refused[0]["refused"] if refused else None}
+        if ok:
+            devs = [r["dev"] for r in ok]
+            big = max(ok, key=lambda r: r["bundle_mb"])  # the same architecture each seed; the largest counts
+            entry |= {k: big[k] for k in ("vocab", "embed_dim", "width", "params", "bundle_bytes", "bundle_mb")} | {
+                "shipped_precision": "/".join(sorted({str(r["shipped_precision"]) for r in ok})),
+                "devs": devs, "dev": statistics.fmean(devs),
+                "dev_std": statistics.stdev(devs) if len(devs) > 1 else 0.0}
+        else:
+            entry |= {"devs": [], "dev": None, "dev_std": None, "bundle_mb": None}
+        out.append(entry)
     return out
 
 
@@ -177,7 +195,7 @@ def targets(points: list[dict]) -> dict:
         ref = next((r for r in mine if r["point"] == "default" and r["precision"] == "fp32"), None)
         if ref is None:
             continue
-        small = [r for r in mine if r["bundle_mb"] <= most_mb]
+        small = [r for r in mine if not r["refused_seeds"] and r["bundle_mb"] <= most_mb]
         best = max(small, key=lambda r: (r["dev"], -r["bundle_mb"])) if small else None
         out[student] = {
             "most_mb": most_mb, "most_drop_points": most_drop, "reference_dev": ref["dev"],
@@ -196,6 +214,10 @@ def render(res: dict) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     refs = {s: t["reference_dev"] for s, t in res["targets"].items()}
     for r in res["points"]:
+        if r["dev"] is None:
+            lines.append(f"| {r['student']} | {r['point']} | {r['precision']} | " + " | ".join(["—"] * 6) +
+                         f" | refused by the export, every seed ({r['refused']}) | — | — |")
+            continue
         b = r["bundle_bytes"]
         shipped = r["precision"] if r["shipped_precision"] in ("None", r["precision"].split("-")[0]) else \
             f"{r['precision']} (shipped {r['shipped_precision']})"
@@ -206,7 +228,9 @@ def render(res: dict) -> str:
             r["student"], r["point"] + (" (`" + " ".join(r["flags"]) + "`)" if r["flags"] else " (defaults)"),
             shipped, f"{r['vocab']:,}", str(r["embed_dim"]), str(r["width"]), f"{r['params'] / 1e6:.2f}M",
             f"{r['bundle_mb']:.2f}", f"{b['model'] / 1e6:.2f} / {b['tokenizer.json'] / 1e6:.2f}",
-            f"{100 * r['dev']:.2f} ± {100 * r['dev_std']:.2f}", " / ".join(f"{100 * d:.2f}" for d in r["devs"]),
+            f"{100 * r['dev']:.2f} ± {100 * r['dev_std']:.2f}" + (
+                f" (seed {', '.join(map(str, r['refused_seeds']))} refused by the export: {r['refused']})"
+                if r["refused_seeds"] else ""), " / ".join(f"{100 * d:.2f}" for d in r["devs"]),
             vs]) + " |")
     seeds = ", ".join(map(str, res["seeds"]))
     lines += ["", f"SST-2 dev ({res['dev_rows']} sentences), {res['labels']}, seeds {seeds}: mean ± standard "
@@ -236,7 +260,8 @@ def plot(res: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for student, marker in (("bilstm", "o"), ("cnn", "s")):
         for precision, color in (("fp32", "tab:blue"), ("int8", "tab:orange"), ("int8-t4", "tab:green")):
-            pts = [r for r in res["points"] if r["student"] == student and r["precision"] == precision]
+            pts = [r for r in res["points"] if r["student"] == student and r["precision"] == precision
+                   and r["dev"] is not None]
             if pts:
                 ax.errorbar([r["bundle_mb"] for r in pts], [100 * r["dev"] for r in pts],
                             yerr=[100 * r["dev_std"] for r in pts], fmt=marker, color=color, capsize=2,
