@@ -124,6 +124,10 @@ class TrainArgs(AugmentFlags, DataFlags):
         "embedding table (SST-2: 30,522 -> ~12k tokens)"))
     prune_min_count: int = field(default=1, metadata=_help(
         "with --prune-vocab: keep tokens used at least this many times"))
+    table_bits: int = field(default=8, metadata=_help(
+        "4: train the embedding table through the 4-bit rounding that `distill.export --quantize int8 "
+        "--table-bits 4` applies (straight-through), and save it rounded, so that export loses nothing; "
+        "8 (default): train in float"))
     width: int | None = field(default=None, metadata=_help(
         "student width: LSTM hidden size, CNN feature maps per filter, transformer d_model"))
     depth: int | None = field(default=None, metadata=_help(
@@ -227,6 +231,8 @@ class TrainArgs(AugmentFlags, DataFlags):
                                    f"positions; use --max-length {limit} or less")
         if self.prune_min_count < 1:
             raise DistillError(f"--prune-min-count {self.prune_min_count} must be >= 1")
+        if self.table_bits not in (8, 4):
+            raise DistillError(f"--table-bits {self.table_bits}: choose 8 or 4")
         if self.prune_min_count > 1 and not self.prune_vocab:
             raise DistillError("--prune-min-count needs --prune-vocab")
 
@@ -326,6 +332,11 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
               f"{pruned.old_size:,} -> {pruned.new_size:,} tokens")
     dev = ls.encode("dev", tok)
     model, init = build_model(args, ls, tok, pruned)
+    if args.table_bits == 4:
+        from distill.training import table4
+
+        print(f"training {table4.attach(model)} embedding table(s) through their 4-bit rounding "
+              f"(distill.export --table-bits 4)")
     vocabulary = pruned.summary() if pruned else {"pruned": False, "size": tok.vocab_size}
     print(f"student {args.student}: {model.num_parameters():,} parameters "
           f"({model.num_parameters(exclude_embeddings=True):,} without embeddings), "
@@ -354,6 +365,8 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
         if not resume:  # a fresh run that failed (a non-finite loss) leaves nothing behind
             discard_fresh(out, KIND, state)
         raise
+    if args.table_bits == 4:
+        table4.snap(model)  # the saved tables are on the export's grid
     write_run_files(out, config=config, model=model)
 
     model.to("cpu")

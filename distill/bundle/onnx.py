@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, TABLE4_BLOCK
+from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, TABLE4_BLOCK, TABLE4_SYMMETRIC
 from distill.bundle.trace import example_inputs, length_limit, quiet
 from distill.errors import DistillError
 
@@ -126,7 +126,7 @@ def _table_to_4_bits(path: Path) -> None:
     for h in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(h)
     root.setLevel(level)
-    config = DefaultWeightOnlyQuantConfig(block_size=TABLE4_BLOCK, is_symmetric=True, bits=4,
+    config = DefaultWeightOnlyQuantConfig(block_size=TABLE4_BLOCK, is_symmetric=TABLE4_SYMMETRIC, bits=4,
                                           op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),))
     quantizer = MatMulNBitsQuantizer(onnx.load(str(path)), algo_config=config)
     with quiet():

@@ -14,6 +14,7 @@ import torch
 
 from distill.bundle import build as export
 from distill.bundle.onnx import onnx_shapes
+from distill.bundle.policy import TABLE4_BLOCK
 from distill.bundle.runtime import Bundle
 from distill.data import pad_batch
 from distill.predict import main as predict_main
@@ -138,6 +139,48 @@ def test_a_4_bit_table_is_smaller_still_and_labels_as_int8_does(runs, onnx_bundl
     assert q["int8_parity"]["label_agreement"] >= 0.99
     assert "GatherBlockQuantized" in (tmp_path / "q4" / "README.md").read_text()
     assert Bundle(tmp_path / "q4").predict(TEXTS)[0].label in ("negative", "positive")
+
+
+def test_on_grid_rounds_like_the_export_is_idempotent_and_passes_gradients():
+    from distill.training import table4
+
+    torch.manual_seed(0)
+    w = torch.randn(20, 100)  # two blocks a row: 64 values and 36
+    g = table4.on_grid(w)
+    assert torch.equal(table4.on_grid(g), g) and not torch.equal(g, w)
+    for start in (0, 64):  # each block: at most 16 levels, the largest magnitude kept exactly
+        block, orig = g[:, start:start + 64], w[:, start:start + 64]
+        assert all(len(set(row.tolist())) <= 16 for row in block)
+        assert torch.equal(block.abs().amax(1), orig.abs().amax(1))
+    emb = torch.nn.Embedding(20, 100)
+    table4.attach(emb)
+    emb(torch.tensor([[1, 2]])).sum().backward()
+    assert emb.weight.grad[1].abs().sum() > 0 and emb.weight.grad[3].abs().sum() == 0
+
+
+@needs_onnx
+def test_a_table_trained_for_4_bits_is_exported_without_rounding_anything(tiny_teacher, sst_dir, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+    from safetensors.torch import load_file
+
+    from distill.training import table4
+
+    run = tmp_path / "run"
+    train_main(["--student", "bilstm", "--teacher", str(tiny_teacher), "--data", str(sst_dir),
+                "--output-dir", str(run), "--tokenizer", "word", "--embedding-init", "random",
+                "--alpha", "1", "--lr", "0.01", "--epochs", "2", "--width", "16", "--embed-dim", "80",
+                "--depth", "1", "--max-length", "16", "--batch-size", "16", "--no-progress",
+                "--latency-repeats", "1", "--table-bits", "4"])
+    table = load_file(str(run / "model.safetensors"))["embedding.weight"]
+    assert torch.equal(table4.on_grid(table), table)  # saved on the export's grid
+    _export(run, tmp_path / "b", "--quantize", "int8", "--keep-int8", "always", "--table-bits", "4")
+    graph = onnx.load(str(tmp_path / "b" / "model.onnx")).graph
+    node = next(n for n in graph.node if n.op_type == "GatherBlockQuantized")
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    q, scales = inits[node.input[0]].astype(np.float32), inits[node.input[2]]
+    stored = q * np.repeat(scales, TABLE4_BLOCK, axis=1)[:, :q.shape[1]]
+    np.testing.assert_array_equal(stored, table.numpy())  # the export rounded nothing away
 
 
 def _is_int8(path: Path) -> bool:
