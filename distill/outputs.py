@@ -201,13 +201,21 @@ def staged(out: Path, kind: str):
         raise
 
 
+def flag_defaults(args_class) -> dict:
+    """The defaults of a command's flags (its args dataclass): what a run made before a flag existed used."""
+    import dataclasses
+
+    return {f.name: f.default for f in dataclasses.fields(args_class) if f.default is not dataclasses.MISSING}
+
+
 def resumable_output(out: Path, kind: str, record: str, identity: dict, resume: bool, overwrite: bool,
-                     held=lambda saved: "a run") -> dict | None:
+                     held=lambda saved: "a run", defaults: dict | None = None) -> dict | None:
     """For commands that write in place and resume (train, finetune): the saved record (out/record,
     whose "args" are the run's flags) of the run to resume, or None when the run starts afresh.
 
     Refuses what check_output refuses, a run of this kind when neither --resume nor --overwrite is
-    given (`held(saved)` says what is there), and a resume with other flags (naming the first)."""
+    given (`held(saved)` says what is there), and a resume with other flags (naming the first). A flag the
+    saved run does not record (made by a version without it) counts as its default in `defaults`."""
     state = check_output(out, kind)
     if state in ("absent", "empty"):
         if resume:
@@ -227,7 +235,7 @@ def resumable_output(out: Path, kind: str, record: str, identity: dict, resume: 
     if not resume:
         raise DistillError(f"--output-dir {out} already holds {held(saved)}; pass --resume to continue "
                            "it, --overwrite to replace it, or choose another --output-dir")
-    old = saved.get("args", {})
+    old = {**(defaults or {}), **saved.get("args", {})}
     diff = [k for k in identity if old.get(k) != identity[k]]
     if diff:
         k = diff[0]

@@ -35,7 +35,15 @@ from distill.data.metrics import compute_metric
 from distill.data.tasks import safe_name
 from distill.data.vocab import prune_tokenizer, token_counts
 from distill.errors import DistillError
-from distill.outputs import begin_output, check_output, clear_output, discard_fresh, hold_lock, resumable_output
+from distill.outputs import (
+    begin_output,
+    check_output,
+    clear_output,
+    discard_fresh,
+    flag_defaults,
+    hold_lock,
+    resumable_output,
+)
 from distill.teacher.labelset import ORIGINS, LabelSet
 from distill.teacher.sets import label_set_for, teacher_summary
 from distill.training.embeddings import INITS
@@ -315,7 +323,8 @@ def run(args: TrainArgs) -> dict:
 
 def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
     """The pipeline once `out` is checked and locked."""
-    resume = resumable_output(out, KIND, "config.json", args.identity(), args.resume, args.overwrite) is not None
+    resume = resumable_output(out, KIND, "config.json", args.identity(), args.resume, args.overwrite,
+                              defaults=flag_defaults(TrainArgs)) is not None
 
     if args.gold_only:
         print("no teacher: the student reads words (--tokenizer word) and its embeddings start random "

@@ -42,6 +42,7 @@ from distill.outputs import (
     check_output,
     clear_output,
     discard_fresh,
+    flag_defaults,
     hold_lock,
     resumable_output,
     staged,
@@ -156,7 +157,8 @@ def prepare_output_dir(args: FinetuneArgs, out: Path, data_hash: str) -> bool:
     """Check the output folder; True if a run there is to be resumed (or is already finished)."""
     old = resumable_output(
         out, "teacher", RECORD, args.identity(), args.resume, args.overwrite,
-        held=lambda saved: f"{'a finished' if saved.get('status') == 'finished' else 'an unfinished'} fine-tuning run")
+        held=lambda saved: f"{'a finished' if saved.get('status') == 'finished' else 'an unfinished'} fine-tuning run",
+        defaults=flag_defaults(type(args)))
     if old is None:
         return False
     if old.get("data", {}).get("hash") != data_hash:

@@ -82,6 +82,14 @@ def test_existing_output_folder_needs_resume_or_overwrite(tiny_teacher, sst_dir,
     with pytest.raises(SystemExit):
         run_main([*base, "--lr", "0.01", "--resume"])
     assert "holds a different run (--lr" in capsys.readouterr().err
+    # a run made before a flag existed resumes when the flag is left at its default
+    config = json.loads((out / "config.json").read_text())
+    del config["args"]["table_bits"]
+    (out / "config.json").write_text(json.dumps(config))
+    run_main([*base, "--resume"])
+    with pytest.raises(SystemExit):
+        run_main([*base, "--resume", "--table-bits", "4"])
+    assert "holds a different run (--table-bits was 8, now 4)" in capsys.readouterr().err
     report = run_main([*base, "--overwrite"])
     assert report["student"]["name"] == "cnn"
 
