@@ -5,6 +5,7 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from search_helpers import make_labels, start, tiny, trials_of
 
 from search.run import main
@@ -23,6 +24,8 @@ def _wait_for(db, name, n, proc, timeout=180.0):
         try:
             trials = trials_of(f"sqlite:///{db}", name) if db.is_file() else []
         except KeyError:  # the study is not created yet
+            trials = []
+        except sqlalchemy.exc.OperationalError:  # the search is creating the database's tables right now
             trials = []
         if sum(t.state in FINISHED for t in trials) >= n:
             return
