@@ -120,11 +120,12 @@ def bench(args) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     out = Path(args.out)
-    jobs = []
+    jobs, what = [], {}  # what: run_dir -> (student, point, seed)
     for student in args.students:
         for point, flags in POINTS[student].items():
             for seed in args.seeds:
                 run_dir = out / "runs" / f"{student}-{point}-s{seed}"
+                what[run_dir] = (student, point, seed)
                 jobs.append((run_dir, ["--student", student, "--seed", str(seed), "--output-dir", str(run_dir),
                                        "--latency-repeats", "1", "--no-progress", "--resume", *flags,
                                        *args.train_args.split()]))
@@ -132,10 +133,8 @@ def bench(args) -> dict:
     run_jobs(jobs, args.jobs)
     texts, labels = dev_rows(DEFAULT_LABELS)
 
-    def one(job, precision):  # export, then score through the bundle alone (subprocesses: run side by side)
-        run_dir, argv = job
-        student, seed = argv[1], int(argv[3])
-        point = run_dir.name.removeprefix(f"{student}-").rsplit("-s", 1)[0]
+    def one(run_dir, precision):  # export, then score through the bundle alone (subprocesses: side by side)
+        student, point, seed = what[run_dir]
         report = json.loads((run_dir / "report.json").read_text())
         config = json.loads((run_dir / "config.json").read_text())
         bundle = out / "bundles" / f"{run_dir.name}-{precision}"
@@ -163,7 +162,7 @@ def bench(args) -> dict:
         return row
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        todo = [(j, p) for j in jobs for p in precisions(j[0].name.removeprefix(f"{j[1][1]}-").rsplit("-s", 1)[0])]
+        todo = [(d, p) for d, _ in jobs for p in precisions(what[d][1])]
         rows = list(pool.map(lambda jp: one(*jp), todo))
     points = summarise(rows)
     return {"rows": rows, "points": points, "seeds": args.seeds, "jobs": args.jobs, "threads": args.threads,

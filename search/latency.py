@@ -36,10 +36,14 @@ RUNTIME_NAMES = {"onnx": "ONNX Runtime", "torch": "PyTorch eager"}
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
 
 
+def timed_precision(runtime: str, precision: str) -> str:
+    """The precision of the graph that is timed: the int8 ones on ONNX Runtime, fp32 otherwise."""
+    return precision if runtime == "onnx" and precision.startswith("int8") else "fp32"
+
+
 def runtime_label(runtime: str, precision: str) -> str:
     """What a latency number comes from, in words: 'ONNX Runtime int8', 'PyTorch eager fp32'."""
-    shipped = precision if runtime == "onnx" and precision.startswith("int8") else "fp32"
-    return f"{RUNTIME_NAMES[runtime]} {shipped}"
+    return f"{RUNTIME_NAMES[runtime]} {timed_precision(runtime, precision)}"
 
 
 def require_onnx() -> None:
@@ -71,8 +75,8 @@ def arch_key(model: torch.nn.Module, pair: bool, timing, precision: str) -> str:
     """What determines the timed graph: the student class and config (dropout is the identity at
     inference), the input shape and the timing settings; never the weights."""
     config = {k: v for k, v in dataclasses.asdict(model.config).items() if "dropout" not in k}
-    shipped = precision if timing.runtime == "onnx" and precision.startswith("int8") else "fp32"
-    return json.dumps([type(model).__name__, config, pair, dataclasses.asdict(timing), shipped],
+    return json.dumps([type(model).__name__, config, pair, dataclasses.asdict(timing),
+                       timed_precision(timing.runtime, precision)],
                       sort_keys=True, default=str)
 
 
