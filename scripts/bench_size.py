@@ -55,7 +55,7 @@ POINTS = {  # student: {point: distill.train flags on top of the defaults}; "def
             "pruned-e64": [*PRUNE, "--embed-dim", "64"]},
 }
 TARGETS = {"bilstm": (3.0, 1.0), "cnn": (3.0, 1.5)}  # student: (most MB, most points below the reference)
-PRECISIONS = {"fp32": [], "int8": ["--quantize", "int8", "--keep-int8", "always"],
+PRECISIONS = {"fp32": [], "int8": ["--quantize", "int8", "--keep-int8", "always", "--table-bits", "8"],
               "int8-t4": ["--quantize", "int8", "--keep-int8", "always", "--table-bits", "4"]}
 SHIP = ["--no-vocab-txt"]  # the vocabulary once, in tokenizer.json: what a size budget ships
 # the exports of each point: the references at fp32 and int8, every other point at int8, and a 4-bit table

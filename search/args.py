@@ -48,7 +48,8 @@ class SearchArgs:
         f"the export precision ({', '.join(BYTES_PER_PARAM)}): bytes per parameter for --max-size-mb, counted "
         "as the export stores them (int8: the op types of distill/bundle/policy.py INT8_OPS at one byte; "
         "int8-table4: the same with the embedding tables at 4 bits, as `distill.export --quantize int8 "
-        "--table-bits 4` ships them); with --latency-runtime onnx, int8 and int8-table4 also time that model "
+        "--table-bits 4` ships them, and every trial and the retrain train for it, as `distill.train --table-bits 4` "
+        "does); with --latency-runtime onnx, int8 and int8-table4 also time that model "
         "(fp16 times the fp32 graph)"))
     max_latency_ms: float | None = field(default=None, metadata=_help(
         "latency budget: median milliseconds of one call on this CPU at --latency-batch and "

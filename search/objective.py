@@ -39,6 +39,7 @@ from distill.data.tokenizer import encode
 from distill.teacher.labelset import LabelSet
 from distill.teacher.sets import label_set_for
 from distill.train import TrainArgs
+from distill.training import table4
 from distill.training.fit import fit
 from distill.training.student import build_student_model, init_embeddings, make_tokenizer
 from search.budget import Budget, Cost, measure
@@ -201,6 +202,8 @@ class Objective:
 
         tok, train, dev = self.data(args)
         init_embeddings(model, args, self.ls, tok, self._pruned.get(self._tok_key(args)))
+        if args.table_bits == 4:  # --precision int8-table4: train as distill.train --table-bits 4 would
+            table4.attach(model)
         run_dir = Path(s.output_dir) / "trials" / f"{trial.number:04d}"
         shutil.rmtree(run_dir, ignore_errors=True)  # a new trial number: anything there is stale
         trial.set_user_attr("tb", str(run_dir / "tb"))

@@ -67,7 +67,9 @@ def run_search(args: SearchArgs) -> dict:
     base = TrainArgs(student=args.students[0], labels=args.labels, tokenizer=args.tokenizer,
                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, no_progress=True,
                      latency_repeats=args.latency_repeats, prune_vocab=args.prune_vocab,
-                     prune_min_count=args.prune_min_count)
+                     prune_min_count=args.prune_min_count,
+                     # a 4-bit table only keeps the student's labels if it was trained through that rounding
+                     table_bits=4 if args.precision == "int8-table4" else 8)
     if args.latency_runtime == "onnx":
         require_onnx()
     timing = Timing(batch=args.latency_batch, length=args.latency_length or 1,

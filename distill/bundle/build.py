@@ -22,6 +22,7 @@ What each format can take (and metadata.json records it):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shlex
@@ -92,8 +93,9 @@ class ExportArgs:
         "with --quantize int8: if-faster keeps int8 only if it is not slower than fp32 (within "
         f"{SLOWER_TOLERANCE:.0%}, on the geometric mean of its time ratios at batch 1 and 32); always keeps it "
         "whenever its labels agree, even if slower (for its size)"))
-    table_bits: int = field(default=8, metadata=_help(
-        f"with --quantize int8: bits per weight of the embedding table, 8 or 4. 4 stores it in blocks of "
+    table_bits: int | None = field(default=None, metadata=_help(
+        f"with --quantize int8: bits per weight of the embedding table, 8 or 4; default: 4 if the student was "
+        "trained for it (distill.train --table-bits 4), else 8. 4 stores it in blocks of "
         f"{TABLE4_BLOCK} values with a scale each (ONNX Runtime's GatherBlockQuantized, a contrib op: "
         "onnxruntime >= 1.20 on every platform; not standard ONNX), about 0.56 of the int8 table's bytes"))
     no_vocab_txt: bool = field(default=False, metadata=_help(
@@ -113,8 +115,9 @@ class ExportArgs:
             (self.parity_rows >= 1, f"--parity-rows {self.parity_rows} must be >= 1"),
             (self.threads >= 1, f"--threads {self.threads} must be >= 1"),
             (self.keep_int8 in KEEP_INT8, f"--keep-int8 {self.keep_int8}: choose {' or '.join(KEEP_INT8)}"),
-            (self.table_bits in TABLE_BITS, f"--table-bits {self.table_bits}: choose 8 or 4"),
-            (self.table_bits == 8 or self.quantize == "int8",
+            (self.table_bits is None or self.table_bits in TABLE_BITS,
+             f"--table-bits {self.table_bits}: choose 8 or 4"),
+            (self.table_bits in (None, 8) or self.quantize == "int8",
              "--table-bits 4 quantizes the int8 model's embedding table further: add --quantize int8"),
             (not (self.batch_size is not None and self.format == "onnx"),
              "--batch-size is for --format executorch; ONNX bundles take any batch size"),
@@ -174,6 +177,17 @@ def default_output_dir(args: ExportArgs) -> Path:
     return Path("exports") / f"{name}-{args.format}{'-int8' if args.quantize == 'int8' else ''}"
 
 
+def default_table_bits(config: dict, quantize: str) -> int:
+    """--table-bits when not given: 4 for an int8 export of a student trained for a 4-bit table (its
+    table is already on that grid, so 8 bits would only make the bundle bigger), else 8."""
+    trained = config.get("args", {}).get("table_bits", 8)
+    if quantize == "int8" and trained == 4:
+        print("the student was trained for a 4-bit table (distill.train --table-bits 4): exporting its table at "
+              "4 bits (--table-bits 8 to keep 8)")
+        return 4
+    return 8
+
+
 def _step(message: str) -> float:
     print(message, flush=True)
     return time.perf_counter()
@@ -206,6 +220,8 @@ def run(args: ExportArgs) -> dict:
                            f"positions; use --max-length {limit} or less")
     rows = dev_rows(config, args.labels, args.parity_rows)
     batch_size = args.batch_size or 1
+    if args.table_bits is None:
+        args = dataclasses.replace(args, table_bits=default_table_bits(config, args.quantize))
 
     with staged(out, "bundle") as tmp:  # the whole bundle appears at once
         meta = _build(args, tmp, model, tok, config, rows, max_length, batch_size, pair, out)

@@ -159,7 +159,7 @@ def test_on_grid_rounds_like_the_export_is_idempotent_and_passes_gradients():
 
 
 @needs_onnx
-def test_a_table_trained_for_4_bits_is_exported_without_rounding_anything(tiny_teacher, sst_dir, tmp_path):
+def test_a_table_trained_for_4_bits_is_exported_without_rounding_anything(tiny_teacher, sst_dir, tmp_path, capsys):
     import onnx
     from onnx import numpy_helper
     from safetensors.torch import load_file
@@ -174,13 +174,17 @@ def test_a_table_trained_for_4_bits_is_exported_without_rounding_anything(tiny_t
                 "--latency-repeats", "1", "--table-bits", "4"])
     table = load_file(str(run / "model.safetensors"))["embedding.weight"]
     assert torch.equal(table4.on_grid(table), table)  # saved on the export's grid
-    _export(run, tmp_path / "b", "--quantize", "int8", "--keep-int8", "always", "--table-bits", "4")
+    meta = _export(run, tmp_path / "b", "--quantize", "int8", "--keep-int8", "always")  # 4 bits: from the run
+    assert meta["quantization"]["table_bits"] == 4
+    assert "trained for a 4-bit table" in capsys.readouterr().out
     graph = onnx.load(str(tmp_path / "b" / "model.onnx")).graph
     node = next(n for n in graph.node if n.op_type == "GatherBlockQuantized")
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     q, scales = inits[node.input[0]].astype(np.float32), inits[node.input[2]]
     stored = q * np.repeat(scales, TABLE4_BLOCK, axis=1)[:, :q.shape[1]]
     np.testing.assert_array_equal(stored, table.numpy())  # the export rounded nothing away
+    assert _export(run, tmp_path / "b8", "--quantize", "int8", "--keep-int8", "always",
+                   "--table-bits", "8")["quantization"]["table_bits"] == 8
 
 
 def _is_int8(path: Path) -> bool:

@@ -177,3 +177,22 @@ def test_prune_vocab_prunes_the_trials_and_the_retrain_so_the_size_budget_sees_i
     config = json.loads((tmp_path / "pruned" / "best" / f"trial-{b['trial']:04d}" / "config.json").read_text())
     assert config["vocabulary"]["pruned"] is True and pruned["retrained"][0]["params"] == b["params"]
     assert "--prune-vocab" in b["command"] and "--prune-vocab" not in a["command"]
+
+
+def test_a_4_bit_table_budget_trains_every_trial_and_the_retrain_for_that_table(labels, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    from distill.training import table4
+
+    attached = []
+    real = table4.attach
+    monkeypatch.setattr(table4, "attach", lambda model: attached.append(real(model)) or attached[-1])
+    summary = main(tiny(labels, tmp_path / "t4", "--student", "bilstm", "--trials", 1, "--epochs", 1,
+                        "--precision", "int8-table4", "--retrain", 1, "--retrain-epochs", 1))
+    best = summary["best"][0]
+    assert "--table-bits 4" in best["command"]
+    assert len(attached) == 2  # the trial, then the retrain (distill.train --table-bits 4)
+    weights = load_file(str(tmp_path / "t4" / "best" / f"trial-{best['trial']:04d}" / "model.safetensors"))
+    table = weights["embedding.weight"]
+    assert torch.equal(table4.on_grid(table), table)  # saved on the 4-bit export's grid
