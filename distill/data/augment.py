@@ -57,8 +57,22 @@ def tokenize(text: str) -> list[str]:
     return text.split()
 
 
+_TAGGERS: dict = {}  # NLTK's data path -> (tagger, map_tag): loading takes about 2 s, once per process
+
+
 def load_tagger():
     """(NLTK's averaged perceptron tagger, map_tag); a DistillError saying how to get what is missing."""
+    try:
+        import nltk
+    except ImportError:
+        raise DistillError("POS-guided replacement needs NLTK: pip install 'distill-workbench[augment]'") from None
+    key = tuple(nltk.data.path)
+    if key not in _TAGGERS:
+        _TAGGERS[key] = _load_tagger()
+    return _TAGGERS[key]
+
+
+def _load_tagger():
     try:
         from nltk.tag import PerceptronTagger
         from nltk.tag.mapping import map_tag

@@ -44,7 +44,7 @@ def runs(tiny_teacher, sst_dir, tmp_path_factory) -> dict[str, Path]:
                         "--output-dir", str(root / s), "--tokenizer", "word", "--embedding-init", "random",
                         "--alpha", "1", "--lr", "0.01", "--epochs", "4", "--width", "16", "--embed-dim", "16",
                         "--depth", "1", "--max-length", "16", "--batch-size", "16", "--no-progress",
-                        "--latency-repeats", "1"])
+                        "--latency-repeats", "1", "--augment", "none"])  # gold loss: copies would add nothing
             out[s] = root / s
     return out
 
@@ -171,7 +171,7 @@ def test_a_table_trained_for_4_bits_is_exported_without_rounding_anything(tiny_t
                 "--output-dir", str(run), "--tokenizer", "word", "--embedding-init", "random",
                 "--alpha", "1", "--lr", "0.01", "--epochs", "2", "--width", "16", "--embed-dim", "80",
                 "--depth", "1", "--max-length", "16", "--batch-size", "16", "--no-progress",
-                "--latency-repeats", "1", "--table-bits", "4"])
+                "--latency-repeats", "1", "--table-bits", "4", "--augment", "none"])
     table = load_file(str(run / "model.safetensors"))["embedding.weight"]
     assert torch.equal(table4.on_grid(table), table)  # saved on the export's grid
     meta = _export(run, tmp_path / "b", "--quantize", "int8", "--keep-int8", "always")  # 4 bits: from the run
@@ -438,6 +438,8 @@ def test_the_readmes_javascript_runs_and_matches_python(kind, runs, onnx_bundles
     bundle_dir = onnx_bundles["cnn"]
     if kind != "fp32":
         _reuse_onnx(monkeypatch, bundle_dir)
+        # a tiny student's near-tied logits may flip under a 4-bit table: the gate is not this test's subject
+        monkeypatch.setattr(export, "INT8_MIN_AGREEMENT", 0.0)
         bundle_dir = tmp_path / "small" / "cnn"
         _export(runs["cnn"], bundle_dir, "--quantize", "int8", "--keep-int8", "always", "--table-bits", "4",
                 "--no-vocab-txt")

@@ -13,13 +13,14 @@ _CACHE: dict[str, Path] = {}
 
 
 def make_labels(tmp_path_factory, teacher: Path, data: Path) -> Path:
-    """A label set of the tiny SST-2 data by the tiny random teacher (240 train, 40 dev rows)."""
+    """A label set of the tiny SST-2 data by the tiny random teacher (240 train rows and one augmented copy
+    of each, 40 dev rows)."""
     if "labels" not in _CACHE:
         from distill.label import main as label_main
 
         out = tmp_path_factory.mktemp("search-labels") / "labels"
         label_main(["--teacher", str(teacher), "--task", "sst2", "--data", str(data),
-                    "--output-dir", str(out), "--no-progress"])
+                    "--output-dir", str(out), "--augment-copies", "1", "--no-progress"])
         _CACHE["labels"] = out
     return _CACHE["labels"]
 

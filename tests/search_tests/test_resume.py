@@ -37,23 +37,23 @@ def _wait_for(db, name, n, proc, timeout=180.0):
 def test_killed_search_resumes_with_every_finished_trial_intact(labels, tmp_path):
     out = tmp_path / "s"
     storage, name = f"sqlite:///{out}/study.db", "sst2-cnn+bilstm-metric"
-    argv = tiny(labels, out, "--student", "cnn,bilstm", "--trials", 8, "--epochs", 3)
+    argv = tiny(labels, out, "--student", "cnn,bilstm", "--trials", 6, "--epochs", 3)
     proc = start(argv, tmp_path / "log.txt")
     try:
-        _wait_for(out / "study.db", name, 3, proc)
+        _wait_for(out / "study.db", name, 2, proc)
     finally:
         proc.kill()  # SIGKILL: no handler runs, whatever was running stays RUNNING in the study
         proc.wait()
     before = {t.number: (t.state, t.params, t.values) for t in trials_of(storage, name) if t.state in FINISHED}
     running = [t.number for t in trials_of(storage, name) if t.state == optuna.trial.TrialState.RUNNING]
-    assert len(before) >= 3
+    assert len(before) >= 2
 
     summary = main(argv)  # the same command
     after = trials_of(storage, name)
     for n, (state, params, values) in before.items():  # every finished trial intact
         assert (after[n].state, after[n].params, after[n].values) == (state, params, values)
     finished = [t for t in after if t.state in FINISHED]
-    assert len(finished) == 8 == summary["trials"] - summary["failed"]
+    assert len(finished) == 6 == summary["trials"] - summary["failed"]
     for n in running:  # a trial killed mid-way is failed and queued again with its parameters
         assert after[n].state == optuna.trial.TrialState.FAIL
         retry = [t for t in after if t.user_attrs.get("retry_of") == n]
@@ -74,9 +74,9 @@ def _assert_no_duplicate_or_lost(trials, target):
 
 def test_two_workers_share_one_sqlite_study(labels, tmp_path):
     out = tmp_path / "w"
-    summary = main(tiny(labels, out, "--student", "cnn,bilstm", "--trials", 8, "--workers", 2))
+    summary = main(tiny(labels, out, "--student", "cnn,bilstm", "--trials", 6, "--workers", 2))
     trials = trials_of(f"sqlite:///{out}/study.db", "sst2-cnn+bilstm-metric")
-    workers = _assert_no_duplicate_or_lost(trials, 8)
+    workers = _assert_no_duplicate_or_lost(trials, 6)
     assert len(workers) == 2 and summary["trials"] == len(trials)
     for t in trials:
         if "rejected" not in t.user_attrs:
