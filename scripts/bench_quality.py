@@ -3,6 +3,8 @@
     .venv/bin/python scripts/bench_quality.py --tasks cr --jobs 2            # one task (CR: about an hour on 2 cores)
     .venv/bin/python scripts/bench_quality.py --jobs 2                       # SST-2 (dev), SUBJ and CR (test)
     .venv/bin/python scripts/bench_quality.py --tasks cr --steps 20 --seeds 1 --out runs/quality-quick   # a smoke test
+    .venv/bin/python scripts/bench_quality.py --tasks subj --students bilstm --steps 3200 --tag subj3200 \
+        --runs runs/quality-3200 --jobs 2    # a longer budget, its own runs and table, the same teachers
 
 Arms, each `python -m distill.train` on the task's label set:
   1. gold       cross-entropy on the gold labels of the original rows (--alpha 1 --rows original)
@@ -192,6 +194,11 @@ def main(argv=None) -> None:
     p.add_argument("--eval-every", type=int, default=100, help="steps between dev evaluations")
     p.add_argument("--jobs", type=int, default=1, help="runs at once (one thread each when > 1)")
     p.add_argument("--out", default=str(ROOT / "runs" / "quality"), help="teachers, label sets and runs")
+    p.add_argument("--runs", default=None, help="where the runs go (default: --out); teachers and label sets "
+                   "stay in --out")
+    p.add_argument("--tag", default=None,
+                   help="publish as bench_quality_TAG (its own results files and README markers), for a variant "
+                        "such as a longer --steps, so that it does not replace the main table")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: publish the runs that have finished (unfinished cells show as —)")
     args = p.parse_args(argv)
@@ -202,7 +209,7 @@ def main(argv=None) -> None:
             labels = DEFAULT_LABELS if task == "sst2" else out / "labels" / task
         else:
             labels = prepare(task, out)
-        jobs = runs_of(task, labels, out, args)
+        jobs = runs_of(task, labels, Path(args.runs) if args.runs else out, args)
         if not args.report_only:
             run_jobs([(d, a) for d, a, _ in jobs], args.jobs)
         results[task] = collect(task, jobs, TASKS[task][1])
@@ -211,7 +218,7 @@ def main(argv=None) -> None:
     if args.steps is not None and args.steps < 200:  # a smoke test: shown, not published
         print(md)
         return
-    publish("bench_quality", {"results": results, "steps": steps, "eval_every": args.eval_every,
+    publish(f"bench_quality_{args.tag}" if args.tag else "bench_quality", {"results": results, "steps": steps, "eval_every": args.eval_every,
                               "seeds": args.seeds}, md)
 
 
