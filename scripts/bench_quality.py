@@ -218,8 +218,8 @@ def main(argv=None) -> None:
     if args.steps is not None and args.steps < 200:  # a smoke test: shown, not published
         print(md)
         return
-    publish(f"bench_quality_{args.tag}" if args.tag else "bench_quality", {"results": results, "steps": steps, "eval_every": args.eval_every,
-                              "seeds": args.seeds}, md)
+    name = f"bench_quality_{args.tag}" if args.tag else "bench_quality"
+    publish(name, {"results": results, "steps": steps, "eval_every": args.eval_every, "seeds": args.seeds}, md)
 
 
 if __name__ == "__main__":

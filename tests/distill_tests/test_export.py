@@ -183,8 +183,14 @@ def test_a_table_trained_for_4_bits_is_exported_without_rounding_anything(tiny_t
     q, scales = inits[node.input[0]].astype(np.float32), inits[node.input[2]]
     stored = q * np.repeat(scales, TABLE4_BLOCK, axis=1)[:, :q.shape[1]]
     np.testing.assert_array_equal(stored, table.numpy())  # the export rounded nothing away
-    assert _export(run, tmp_path / "b8", "--quantize", "int8", "--keep-int8", "always",
-                   "--table-bits", "8")["quantization"]["table_bits"] == 8
+
+
+def test_the_table_bits_default_to_what_the_run_was_trained_for():
+    trained_4, trained_8, before_the_flag = ({"args": {"table_bits": 4}}, {"args": {"table_bits": 8}}, {"args": {}})
+    assert export.default_table_bits(trained_4, "int8") == 4
+    assert export.default_table_bits(trained_4, "none") == 8  # an fp32 export: the table stays fp32
+    assert export.default_table_bits(trained_8, "int8") == export.default_table_bits(before_the_flag, "int8") == 8
+    assert export.parse_args(["run", "--quantize", "int8", "--table-bits", "8"]).table_bits == 8  # given: kept
 
 
 def _is_int8(path: Path) -> bool:

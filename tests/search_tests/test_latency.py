@@ -25,6 +25,9 @@ needs_onnx = pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in lat
 
 BILSTM = {"bilstm.width": 16, "bilstm.depth": 1, "bilstm.embed_dim": 16, "bilstm.mlp_hidden": 32,
           "bilstm.dropout": 0.1, "bilstm.lr": 1e-3, "bilstm.alpha": 0.0}
+# the cache test uses the CNN: its ONNX export takes a second, a BiLSTM's about ten (the LSTM's loop)
+CNN = {"cnn.width": 16, "cnn.depth": 2, "cnn.first_width": 2, "cnn.embed_dim": 16, "cnn.mlp_hidden": 0,
+       "cnn.dropout": 0.1, "cnn.lr": 1e-3, "cnn.alpha": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +38,9 @@ def labels(tmp_path_factory, tiny_teacher, sst_dir):
 TINY = SpaceLimits(max_width=32, max_embed_dim=16)
 
 
-def _objective(labels, tmp_path, budget, limits=TINY, **retrain_flags):
-    base = TrainArgs(student="bilstm", labels=str(labels), epochs=1, batch_size=32, no_progress=True)
-    s = TrialSettings(base=base, students=("bilstm",), budget=budget, limits=limits, output_dir=str(tmp_path),
+def _objective(labels, tmp_path, budget, limits=TINY, student="bilstm", **retrain_flags):
+    base = TrainArgs(student=student, labels=str(labels), epochs=1, batch_size=32, no_progress=True)
+    s = TrialSettings(base=base, students=(student,), budget=budget, limits=limits, output_dir=str(tmp_path),
                       retrain=retrain_flags)
     return Objective(s, device="cpu")
 
@@ -55,19 +58,19 @@ def test_onnx_latency_exports_and_quantizes_each_architecture_once(labels, tmp_p
     monkeypatch.setattr(latency_mod, "export_onnx", counting("export", latency_mod.export_onnx))
     monkeypatch.setattr(latency_mod, "quantize_onnx", counting("quantize", latency_mod.quantize_onnx))
     budget = Budget(max_size_mb=100, precision="int8", timing=Timing(length=8, repeats=2, runtime="onnx"))
-    obj = _objective(labels, tmp_path, budget)
+    obj = _objective(labels, tmp_path, budget, student="cnn")
 
     def cost(params):
-        cand = suggest(optuna.trial.FixedTrial(params), ("bilstm",), limits=obj.s.limits)
+        cand = suggest(optuna.trial.FixedTrial(params), ("cnn",), limits=obj.s.limits)
         return obj.cost_of(cand, trial_args(obj.s.base, cand))[1]
 
-    first = cost(BILSTM)
+    first = cost(CNN)
     assert calls == {"export": 1, "quantize": 1} and first.latency_runtime == "ONNX Runtime int8"
     # the same architecture again, and one that differs only in dropout and learning rate: cache hits
-    assert cost(BILSTM).latency_ms == first.latency_ms
-    cost(BILSTM | {"bilstm.dropout": 0.3, "bilstm.lr": 2e-3})
+    assert cost(CNN).latency_ms == first.latency_ms
+    cost(CNN | {"cnn.dropout": 0.3, "cnn.lr": 2e-3})
     assert calls == {"export": 1, "quantize": 1}
-    cost(BILSTM | {"bilstm.width": 24})  # another graph: exported and timed
+    cost(CNN | {"cnn.width": 24})  # another graph: exported and timed
     assert calls == {"export": 2, "quantize": 2} and len(obj.latency_cache) == 2
 
 
