@@ -25,6 +25,19 @@ NEGATIVE = ["bad", "dull", "boring", "awful", "flat", "tedious", "weak", "poor"]
 FILLER = ["the", "a", "movie", "film", "plot", "was", "is", "very", "and", "story", "acting", "quite"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _label_cache(tmp_path_factory):
+    """Label sets that `distill.train --teacher` caches go to this test session's (this worker's) own
+    folder, not ~/.cache: two workers labelling the same tiny data at once would meet on the cache's
+    lock, and tests leave nothing behind. DISTILL_CACHE, if set, is used as it is."""
+    if "DISTILL_CACHE" in os.environ:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DISTILL_CACHE", str(tmp_path_factory.mktemp("label-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)
