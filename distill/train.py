@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import students
+from distill.bundle.policy import TABLE_BITS
 from distill.cli import (
     AugmentFlags,
     DataFlags,
@@ -239,7 +240,7 @@ class TrainArgs(AugmentFlags, DataFlags):
                                    f"positions; use --max-length {limit} or less")
         if self.prune_min_count < 1:
             raise DistillError(f"--prune-min-count {self.prune_min_count} must be >= 1")
-        if self.table_bits not in (8, 4):
+        if self.table_bits not in TABLE_BITS:
             raise DistillError(f"--table-bits {self.table_bits}: choose 8 or 4")
         if self.prune_min_count > 1 and not self.prune_vocab:
             raise DistillError("--prune-min-count needs --prune-vocab")

@@ -64,21 +64,14 @@ def load_tagger():
     """(NLTK's averaged perceptron tagger, map_tag); a DistillError saying how to get what is missing."""
     try:
         import nltk
-    except ImportError:
-        raise DistillError("POS-guided replacement needs NLTK: pip install 'distill-workbench[augment]'") from None
-    key = tuple(nltk.data.path)
-    if key not in _TAGGERS:
-        _TAGGERS[key] = _load_tagger()
-    return _TAGGERS[key]
-
-
-def _load_tagger():
-    try:
         from nltk.tag import PerceptronTagger
         from nltk.tag.mapping import map_tag
 
-        tagger = PerceptronTagger()
-        map_tag("en-ptb", "universal", "NN")  # loads the tagset map, so a missing one fails here
+        key = tuple(nltk.data.path)
+        if key not in _TAGGERS:
+            tagger = PerceptronTagger()
+            map_tag("en-ptb", "universal", "NN")  # loads the tagset map, so a missing one fails here
+            _TAGGERS[key] = (tagger, map_tag)
     except ImportError:
         raise DistillError("POS-guided replacement needs NLTK: pip install 'distill-workbench[augment]'") from None
     except LookupError:
@@ -87,7 +80,7 @@ def _load_tagger():
             "NLTK's tagger data is missing; run: python -m nltk.downloader -d "
             f"{where} averaged_perceptron_tagger_eng universal_tagset "
             "(and set NLTK_DATA to that folder)") from None
-    return tagger, map_tag
+    return _TAGGERS[key]
 
 
 def tagger_problem() -> str | None:
