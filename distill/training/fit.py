@@ -19,6 +19,7 @@ from distill.data.batching import Encoded, length_bucketed_batches
 from distill.data.metrics import compute_metric
 from distill.training.engine import LoopConfig, train_loop
 from distill.training.losses import distillation_loss
+from distill.training.rows import used_rows_only
 
 
 @dataclass
@@ -93,6 +94,8 @@ def fit(model: torch.nn.Module, train: Encoded, dev: Encoded, cfg: FitConfig, me
                       eval_every=cfg.eval_every,
                       patience=cfg.patience, checkpoint_every_s=cfg.checkpoint_every_s, progress=cfg.progress,
                       metric_name=metric)
-    r = train_loop(model, train.lengths, step, lambda: dev_metric(model, dev, metric, cfg.eval_batch_size, device),
-                   loop, run_dir, on_epoch, device)
+    with used_rows_only(model, train.tokens, cfg.weight_decay):  # the same training, minus the unused rows' cost
+        r = train_loop(model, train.lengths, step,
+                       lambda: dev_metric(model, dev, metric, cfg.eval_batch_size, device),
+                       loop, run_dir, on_epoch, device)
     return FitResult(r.best_metric, r.best_epoch, r.history, r.steps, r.seconds)

@@ -37,11 +37,14 @@ def median_ms(fn, warmup: int, repeats: int) -> float:
 
 @torch.inference_mode()
 def measure_latency(model: torch.nn.Module, make_inputs, device: str = "cpu",
-                    batches: tuple[int, ...] = (1, 32), repeats: int = 20) -> dict[str, float]:
+                    batches: tuple[int, ...] = (1, 32), repeats: int = 20,
+                    budget_s: float = 2.0) -> dict[str, float]:
     """{f"{device}_b{B}": median ms} of one forward pass at each batch size.
 
     Batch 1 is timed `repeats` times, larger batches a quarter as often (they are slower, and
-    their median is steadier)."""
+    their median is steadier). A slow model is timed fewer times, down to 3, so that the timed
+    calls of one batch size take about `budget_s` (BERT-base at batch 32 takes a second a call on
+    2 CPU threads); the first warm-up call tells how slow it is."""
     model = model.eval().to(device)
     out = {}
     for b in batches:
@@ -52,8 +55,13 @@ def measure_latency(model: torch.nn.Module, make_inputs, device: str = "cpu",
             if device == "cuda":
                 torch.cuda.synchronize()
 
+        t0 = time.perf_counter()
+        run()  # the first warm-up call, timed
+        first = time.perf_counter() - t0
         n = repeats if b == 1 else max(1, repeats // 4)
-        out[f"{device}_b{b}"] = round(median_ms(run, warmup=min(3, n), repeats=n), 4)
+        n = max(min(n, 3), min(n, int(budget_s / max(first, 1e-9))))
+        warmup = min(2, n) if 3 * first < budget_s else 0  # a slow model is warm after one call
+        out[f"{device}_b{b}"] = round(median_ms(run, warmup=warmup, repeats=n), 4)
     return out
 
 
