@@ -6,8 +6,8 @@
 A token that never occurs in the training rows gets no gradient, so with no weight decay its row
 never changes: AdamW's moments stay zero, and so does its update. A dense table still pays for every
 row on every step: backward fills a zeroed (V, d) gradient, clipping reads and rescales it, AdamW
-updates it. SST-2 with its augmented copies uses about 15,000 of BERT's 30,522 tokens, and the table
-is most of a student's parameters (all but 0.4M of the CNN's 9.5M).
+updates it. SST-2 with its 2 augmented copies uses 11,572 of BERT's 30,522 tokens, and the table is
+most of a student's parameters (all but 0.4M of the CNN's 9.5M).
 
 Inside the context, `model.embedding` trains a (K, d) copy of the K used rows. The full table stays
 the module's `weight`: it is what `state_dict()` holds (so checkpoints, the best weights and the
