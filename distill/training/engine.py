@@ -115,6 +115,12 @@ def load_checkpoint(ckpt: Path, model, opt, sched, device: torch.device | None =
     best_state = load_file(str(ckpt / "best.safetensors"))
     state = torch.load(ckpt / "state.pt", weights_only=True)
     opt.load_state_dict(state["optimizer"])
+    for group in opt.param_groups:  # torch loads moments of another shape without a word, then steps on them
+        for p in group["params"]:
+            if any(torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape for v in opt.state.get(p, {}).values()):
+                raise DistillError(f"the checkpoint {ckpt} does not fit this training (its optimizer state has "
+                                   "other shapes: another version of the workbench wrote it); remove that folder to "
+                                   "train from the start")
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" in state and device is not None and device.type == "cuda":

@@ -9,6 +9,7 @@ from conftest import die_at_step
 
 import students
 from distill.data.batching import encode_sequences
+from distill.errors import DistillError
 from distill.training import rows as rows_mod
 from distill.training import table4
 from distill.training.fit import FitConfig, fit, predict
@@ -98,6 +99,18 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert made == [1, 1]
     for (k, a), b in zip(clean.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_a_checkpoint_from_dense_training_is_refused_not_misread(tmp_path, monkeypatch):
+    cfg = FitConfig(epochs=2, batch_size=16, progress=False, checkpoint_every_s=0.0)
+    monkeypatch.setattr(rows_mod, "MAX_USED_SHARE", 0.0)  # as a version before used-rows training
+    revive = die_at_step(monkeypatch, 14)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_student("bilstm"), TRAIN, DEV, cfg, "accuracy", tmp_path / "run")
+    revive()
+    monkeypatch.setattr(rows_mod, "MAX_USED_SHARE", 0.8)
+    with pytest.raises(DistillError, match="remove that folder"):
+        fit(_student("bilstm"), TRAIN, DEV, cfg, "accuracy", tmp_path / "run")
 
 
 def test_tables_that_cannot_shrink_exactly_are_left_alone(monkeypatch):
