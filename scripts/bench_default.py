@@ -93,7 +93,7 @@ def table(runs: dict[str, dict]) -> str:
              if k.endswith("-used") and k.replace("-used", "-dense") in runs]
     if pairs:
         ratios = [d["training_seconds"] / u["training_seconds"] for u, d in pairs]
-        lines.append(f"- training time, dense / used rows, same seed, back to back: "
+        lines.append(f"- training time, dense / used rows, same seed, each run alone on the machine: "
                      f"{', '.join(f'{x:.2f}x' for x in ratios)}")
     threads = sorted({r["threads"] for r in runs.values()})
     return ("`python -m distill.train --student bilstm --seed S`, every other default: the shipped SST-2 label "
