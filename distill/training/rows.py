@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distill.data.vocab import token_counts
+
 # Below this share of rows used, the copy is worth it; a table that is mostly used is left alone.
 MAX_USED_SHARE = 0.8
 
@@ -78,12 +80,12 @@ class UsedRows(nn.Module):
 
 def used_rows(tokens: np.ndarray, vocab_size: int, pad_id: int | None) -> np.ndarray:
     """The sorted token ids that occur in `tokens`, with the pad id (every padded batch has it)."""
-    rows = np.unique(tokens)
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise ValueError(f"token ids must be in [0, {vocab_size}), got {tokens.min()}..{tokens.max()}")
+    used = token_counts(tokens, vocab_size) > 0
     if pad_id is not None:
-        rows = np.union1d(rows, [pad_id])
-    if len(rows) and (rows[0] < 0 or rows[-1] >= vocab_size):
-        raise ValueError(f"token ids must be in [0, {vocab_size}), got {rows[0]}..{rows[-1]}")
-    return rows.astype(np.int64)
+        used[pad_id] = True
+    return np.flatnonzero(used).astype(np.int64)
 
 
 def can_compact(table: nn.Module, weight_decay: float) -> bool:
