@@ -127,6 +127,9 @@ class TrainArgs(AugmentFlags, DataFlags):
         "student embeddings: 'teacher-svd' (PCA of the teacher's word embeddings), "
         "'teacher-autoencoder' (the code of a direction-loss autoencoder of them, Bałazy et al. "
         "2021; trained once, cached), 'random', or 'auto' (teacher-svd with the teacher's tokenizer)"))
+    freeze_embeddings: bool = field(default=False, metadata=_help(
+        "keep the student's token table as --embedding-init made it (Kim 2014's CNN-static); "
+        "default: train it with the rest of the student (non-static)"))
     prune_vocab: bool = field(default=False, metadata=_help(
         "keep only the special tokens and the tokens the training rows use (augmented and transfer "
         "rows included); other words are split into kept pieces or become unknown. Shrinks the "
@@ -350,7 +353,8 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
     vocabulary = pruned.summary() if pruned else {"pruned": False, "size": tok.vocab_size}
     print(f"student {args.student}: {model.num_parameters():,} parameters "
           f"({model.num_parameters(exclude_embeddings=True):,} without embeddings), "
-          f"{tok.kind} tokenizer ({tok.vocab_size:,} tokens), embeddings {init}; "
+          f"{tok.kind} tokenizer ({tok.vocab_size:,} tokens), embeddings {init}"
+          + (" (frozen)" if args.freeze_embeddings else "") + "; "
           f"{len(train):,} training rows ({counts[0]:,} original, {counts[1]:,} augmented, "
           f"{counts[2]:,} transfer) from {ls.path} "
           + ("(gold labels only)" if ls.teacher.get("gold_only") else f"(teacher {ls.teacher.get('name')})"))
@@ -396,6 +400,7 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
                             "epochs": epochs, "steps": result.steps, "best_epoch": result.best_epoch,
                             "history": result.history, "seconds": round(result.seconds, 1),
                             "loss": args.loss, "alpha": args.alpha, "embedding_init": init,
+                            "embeddings_frozen": args.freeze_embeddings,
                             "tokenizer": tok.kind, "vocabulary": vocabulary},
                "label_set": {"path": str(ls.path), "teacher": ls.teacher.get("id"),
                              "rows": ls.manifest.get("data", {}).get("rows")},

@@ -39,7 +39,7 @@ from distill.training.student import build_student_model
 from search.budget import Budget, Timing, measure
 from search.objective import Objective, TrialSettings, trial_args
 from search.run import main as search_main
-from search.space import suggest
+from search.space import replay
 
 STUDENTS = "bilstm,cnn,transformer"
 TARGET_GAP_POINTS = 1.0
@@ -78,7 +78,7 @@ def retime(trial, summary: dict, args) -> tuple[dict, str]:
         model = build_student_model(base, objective.ls, tok)
         cost = measure(model, tok.vocab_size, False, timing)
         return cost.to_dict(), "the default BiLSTM (no BiLSTM trial trained)"
-    cand = suggest(optuna.trial.FixedTrial(trial.params), ("bilstm",))  # from the BiLSTM-only study
+    cand = replay(trial.params, ("bilstm",))  # from the BiLSTM-only study
     _, cost = objective.cost_of(cand, trial_args(base, cand))
     return cost.to_dict(), f"trial {trial.number}: {trial.user_attrs['config']}"
 

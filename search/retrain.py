@@ -9,20 +9,18 @@ from pathlib import Path
 from search.args import SearchArgs
 from search.budget import measure
 from search.objective import Objective, TrialSettings, retrain_args
-from search.space import suggest
+from search.space import replay
 
 
 def retrain(args: SearchArgs, settings: TrialSettings, objective: Objective, trials) -> list[dict]:
     """Retrain the chosen trials on every training row with distill.train.run (the command the
     leaderboard prints for each, resumed if it was killed); each gets its report."""
-    import optuna
-
     from distill.train import run
     from distill.training.runfolder import load_run
 
     done = []
     for t in trials:
-        cand = suggest(optuna.trial.FixedTrial(t.params), args.students, settings.base.tokenizer, args.limits)
+        cand = replay(t.params, args.students, settings.base.tokenizer, args.limits)
         targs = dataclasses.replace(retrain_args(settings, cand, t.number), resume=True)
         run_dir = Path(targs.output_dir)
         if (run_dir / "report.json").is_file():

@@ -2,13 +2,14 @@
 
     from search.space import suggest, smallest
     cand = suggest(trial, ("bilstm", "cnn"), tokenizer="teacher", limits=SpaceLimits())
-    cand.train   # TrainArgs fields: width, depth, embed_dim, dropout, lr, alpha, vocab_max_size
+    cand.train   # TrainArgs fields: width, depth, embed_dim, dropout, lr, alpha, freeze_embeddings, vocab_max_size
     cand.arch    # other student config fields: filter_widths, heads, ff_dim, mlp_hidden
 
 Each student's parameters are named "<student>.<knob>" so that several students can share one
 study: the student is then the categorical parameter "student" and each student's knobs are
 conditional on it (TPE with `group=True` models them per student). The vocabulary size is searched
-only with a word-level tokenizer; the teacher's tokenizer has a fixed vocabulary.
+only with a word-level tokenizer; the teacher's tokenizer has a fixed vocabulary, and a table that starts
+from the teacher's (its PCA) may be frozen, as Kim 2014's CNN-static keeps its word2vec vectors.
 
 `smallest(student)` is the corner of the space with the fewest parameters and the least compute;
 the search checks it against the budget before any trial, so an impossible budget is an error at
@@ -26,6 +27,7 @@ VOCAB_SIZES = (2_000, 5_000, 10_000, 20_000, 50_000)
 TRANSFORMER_HEADS = (1, 2, 4, 8)
 TRANSFORMER_FF_MULT = (1, 2, 4)
 CNN_MLP_HIDDEN = (0, 128, 256)  # 0: Kim's plain dropout + linear head
+FREEZE = (False, True)  # the token table tuned (non-static), or kept as initialised (static); first: tuned
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ class Candidate:
     """One point of the space: which student, its TrainArgs fields and its other config fields."""
 
     student: str
-    train: dict = field(default_factory=dict)  # width, depth, embed_dim, dropout, lr, alpha[, vocab_max_size]
+    # width, depth, embed_dim, dropout, lr, alpha[, freeze_embeddings][, vocab_max_size]
+    train: dict = field(default_factory=dict)
     arch: dict = field(default_factory=dict)  # filter_widths (cnn), heads, ff_dim (transformer), mlp_hidden
 
     def describe(self) -> str:
@@ -68,6 +71,8 @@ class Candidate:
             parts.append(f"heads={a['heads']} ff={a['ff_dim']}")
         if "mlp_hidden" in a:
             parts.append(f"mlp={a['mlp_hidden']}")
+        if t.get("freeze_embeddings"):
+            parts.append("static")
         if "vocab_max_size" in t:
             parts.append(f"vocab={t['vocab_max_size']}")
         parts.append(f"drop={t['dropout']:.2f} lr={t['lr']:.1e} alpha={t['alpha']:.2f}")
@@ -130,6 +135,9 @@ def suggest_student(trial, name: str, tokenizer: str = "teacher", limits: SpaceL
     if name not in SPACES:
         raise ValueError(f"unknown student {name!r}; choose one of: {', '.join(SPACES)}")
     cand = SPACES[name](trial, limits or SpaceLimits())
+    if tokenizer == "teacher":  # the table starts from the teacher's: keep it (Kim's static) or tune it
+        frozen = trial.suggest_categorical(f"{name}.freeze_embeddings", FREEZE)
+        cand = Candidate(cand.student, cand.train | {"freeze_embeddings": frozen}, cand.arch)
     if tokenizer == "word":
         vocab = trial.suggest_categorical("vocab_size", VOCAB_SIZES)
         cand = Candidate(cand.student, cand.train | {"vocab_max_size": vocab}, cand.arch)
@@ -141,6 +149,21 @@ def suggest(trial, names: tuple[str, ...], tokenizer: str = "teacher",
     """Sample a student type (categorical when there are several) and then its configuration."""
     name = names[0] if len(names) == 1 else trial.suggest_categorical("student", list(names))
     return suggest_student(trial, name, tokenizer, limits)
+
+
+# Knobs added to the space after studies were made with it: a trial from before replays with these.
+LATER_KNOBS = {"freeze_embeddings": FREEZE[0]}
+
+
+def replay(params: dict, names: tuple[str, ...], tokenizer: str = "teacher",
+           limits: SpaceLimits | None = None) -> Candidate:
+    """The candidate of a finished trial from its params (`trial.params`), as `suggest` sampled it; a
+    trial of a study made before a knob of LATER_KNOBS existed gets that knob's old behaviour."""
+    import optuna
+
+    student = params.get("student", names[0])
+    old = {f"{student}.{knob}": value for knob, value in LATER_KNOBS.items()}
+    return suggest(optuna.trial.FixedTrial(old | params), names, tokenizer, limits)
 
 
 def smallest(name: str, tokenizer: str = "teacher", limits: SpaceLimits | None = None) -> Candidate:

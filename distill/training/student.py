@@ -61,7 +61,10 @@ def build_student_model(args, ls: LabelSet, tok: StudentTokenizer) -> torch.nn.M
 def build_model(args, ls: LabelSet, tok: StudentTokenizer, pruned: Pruned | None = None) -> tuple[torch.nn.Module, str]:
     """The student, with its embedding table initialised as asked; returns (model, init used)."""
     model = build_student_model(args, ls, tok)
-    return model, init_embeddings(model, args, ls, tok, pruned)
+    init = init_embeddings(model, args, ls, tok, pruned)
+    if args.freeze_embeddings:  # Kim's static: the optimiser gets no table (engine.param_groups)
+        model.embedding.weight.requires_grad_(False)
+    return model, init
 
 
 def init_embeddings(model: torch.nn.Module, args, ls: LabelSet, tok: StudentTokenizer,

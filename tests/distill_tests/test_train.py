@@ -94,6 +94,32 @@ def test_existing_output_folder_needs_resume_or_overwrite(tiny_teacher, sst_dir,
     assert report["student"]["name"] == "cnn"
 
 
+@pytest.mark.parametrize("student", ["cnn", "transformer"])
+def test_a_frozen_table_stays_as_initialised_while_the_rest_trains(student, tiny_teacher, sst_dir, tmp_path, cache,
+                                                                   capsys):
+    from safetensors.torch import load_file
+
+    from distill.train import parse_args
+    from distill.training.student import build_model, make_tokenizer
+
+    base = ["--student", student, "--teacher", tiny_teacher, "--data", sst_dir, *TINY, "--max-steps", "6"]
+    frozen = [*base, "--output-dir", tmp_path / "static", "--freeze-embeddings"]
+    report = run_main(frozen)
+    assert report["training"]["embeddings_frozen"] is True
+    assert "embeddings teacher-svd (frozen)" in capsys.readouterr().out
+    run_main([*base, "--output-dir", tmp_path / "tuned"])
+    args = parse_args([str(a) for a in frozen])
+    ls = LabelSet.load(report["label_set"]["path"])
+    start = build_model(args, ls, make_tokenizer(args, ls))[0].state_dict()
+    static, tuned = load_file(tmp_path / "static/model.safetensors"), load_file(tmp_path / "tuned/model.safetensors")
+    table = "embedding.weight"
+    assert torch.equal(static[table], start[table]) and not torch.equal(tuned[table], start[table])
+    assert any(not torch.equal(static[k], start[k]) for k in start if k != table), "the rest trained"
+    with pytest.raises(SystemExit):  # the flag is part of what makes a run the same run
+        run_main([*base, "--output-dir", tmp_path / "static", "--resume"])
+    assert "holds a different run (--freeze-embeddings was True, now False)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--student", "gru"], "--student gru: unknown student; choose one of: bilstm, cnn, transformer"),
     (["--student", "cnn", "--alpha", "1.5"], "--alpha 1.5 is outside [0, 1]"),

@@ -17,7 +17,7 @@ from search.budget import Budget, Timing
 from search.objective import Objective, TrialSettings, trial_args
 from search.retrain import retrain
 from search.run import main
-from search.space import SpaceLimits, suggest
+from search.space import SpaceLimits, replay
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 needs_onnx = pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in latency_mod.ONNX_MODULES),
@@ -61,7 +61,7 @@ def test_onnx_latency_exports_and_quantizes_each_architecture_once(labels, tmp_p
     obj = _objective(labels, tmp_path, budget, student="cnn")
 
     def cost(params):
-        cand = suggest(optuna.trial.FixedTrial(params), ("cnn",), limits=obj.s.limits)
+        cand = replay(params, ("cnn",), limits=obj.s.limits)
         return obj.cost_of(cand, trial_args(obj.s.base, cand))[1]
 
     first = cost(CNN)

@@ -42,7 +42,7 @@ def test_transformer_heads_always_divide_the_width():
 def test_cnn_filter_widths_replace_depth():
     cand = suggest_student(optuna.trial.FixedTrial(
         {"cnn.depth": 2, "cnn.first_width": 2, "cnn.width": 20, "cnn.embed_dim": 16, "cnn.mlp_hidden": 0,
-         "cnn.dropout": 0.1, "cnn.lr": 1e-3, "cnn.alpha": 0.0}), "cnn")
+         "cnn.dropout": 0.1, "cnn.lr": 1e-3, "cnn.alpha": 0.0, "cnn.freeze_embeddings": False}), "cnn")
     assert cand.arch["filter_widths"] == (2, 3) and cand.train["depth"] is None
     assert _build(cand).config.filter_widths == (2, 3)
 
@@ -78,3 +78,34 @@ def test_a_seeded_sampler_gives_the_same_sequence():
 
     assert sequence(3) == sequence(3)
     assert sequence(3) != sequence(4)
+
+
+def test_a_teacher_initialised_table_is_searched_frozen_or_tuned():
+    from distill.train import TrainArgs
+    from search.objective import trial_args
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        cand = suggest_student(trial, "cnn", tokenizer="teacher")
+        seen.add(cand.train["freeze_embeddings"])
+        assert ("static" in cand.describe()) == cand.train["freeze_embeddings"]
+        command = trial_args(TrainArgs(), cand).command()
+        assert ("--freeze-embeddings" in command) == cand.train["freeze_embeddings"], command
+        study.tell(trial, 0.0)
+    assert seen == {False, True}
+    word = suggest_student(optuna.trial.FixedTrial({**trial.params, "vocab_size": 2_000}), "cnn", tokenizer="word")
+    assert "freeze_embeddings" not in word.train  # a word vocabulary starts from a random table
+    assert smallest("cnn").train["freeze_embeddings"] is False
+
+
+def test_a_trial_from_before_a_knob_existed_replays_with_its_old_behaviour():
+    from search.space import replay
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    trial = study.ask()
+    cand = suggest(trial, ("bilstm", "cnn"))
+    assert replay(trial.params, ("bilstm", "cnn")) == cand
+    older = {k: v for k, v in trial.params.items() if not k.endswith(".freeze_embeddings")}
+    assert replay(older, ("bilstm", "cnn")).train == cand.train | {"freeze_embeddings": False}
