@@ -244,7 +244,7 @@ class TrainArgs(AugmentFlags, DataFlags):
         if self.prune_min_count < 1:
             raise DistillError(f"--prune-min-count {self.prune_min_count} must be >= 1")
         if self.table_bits not in TABLE_BITS:
-            raise DistillError(f"--table-bits {self.table_bits}: choose 8 or 4")
+            raise DistillError(f"--table-bits {self.table_bits}: choose {' or '.join(map(str, TABLE_BITS))}")
         if self.prune_min_count > 1 and not self.prune_vocab:
             raise DistillError("--prune-min-count needs --prune-vocab")
 

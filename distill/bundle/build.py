@@ -116,7 +116,7 @@ class ExportArgs:
             (self.threads >= 1, f"--threads {self.threads} must be >= 1"),
             (self.keep_int8 in KEEP_INT8, f"--keep-int8 {self.keep_int8}: choose {' or '.join(KEEP_INT8)}"),
             (self.table_bits is None or self.table_bits in TABLE_BITS,
-             f"--table-bits {self.table_bits}: choose 8 or 4"),
+             f"--table-bits {self.table_bits}: choose {' or '.join(map(str, TABLE_BITS))}"),
             (self.table_bits in (None, 8) or self.quantize == "int8",
              "--table-bits 4 quantizes the int8 model's embedding table further: add --quantize int8"),
             (not (self.batch_size is not None and self.format == "onnx"),
