@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_finetune import locate_encoder
-from benchlib import publish, run_jobs
+from benchlib import RESULTS, publish, run_jobs
 
 from distill.teacher.labelset import DEFAULT_LABELS
 
@@ -203,9 +203,18 @@ def main(argv=None) -> None:
                         "such as a longer --steps, so that it does not replace the main table")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: publish the runs that have finished (unfinished cells show as —)")
+    p.add_argument("--keep-published", action="store_true",
+                   help="keep the tasks of the published table that --tasks leaves out, as they were published "
+                        "(scripts/results/NAME.json): add a task's runs to the table without its others' run folders")
     args = p.parse_args(argv)
     out = Path(args.out)
+    name = f"bench_quality_{args.tag}" if args.tag else "bench_quality"
     results, steps = {}, {}
+    published = RESULTS / f"{name}.json"
+    if args.keep_published and published.is_file():
+        old = json.loads(published.read_text())
+        results = {t: r for t, r in old["results"].items() if t not in args.tasks}
+        steps = {t: n for t, n in old["steps"].items() if t not in args.tasks}
     for task in args.tasks:
         if args.report_only:  # the runs' argv only; nothing is prepared
             labels = DEFAULT_LABELS if task == "sst2" else out / "labels" / task
@@ -216,11 +225,11 @@ def main(argv=None) -> None:
             run_jobs([(d, a) for d, a, _ in jobs], args.jobs)
         results[task] = collect(task, jobs, TASKS[task][1])
         steps[task] = args.steps or TASKS[task][3]
+    results = {t: results[t] for t in TASKS if t in results}  # the table's order
     md = render(results, args.eval_every)
     if args.steps is not None and args.steps < 200:  # a smoke test: shown, not published
         print(md)
         return
-    name = f"bench_quality_{args.tag}" if args.tag else "bench_quality"
     publish(name, {"results": results, "steps": steps, "eval_every": args.eval_every, "seeds": args.seeds}, md)
 
 
