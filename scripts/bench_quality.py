@@ -5,6 +5,8 @@
     .venv/bin/python scripts/bench_quality.py --tasks cr --steps 20 --seeds 1 --out runs/quality-quick   # a smoke test
     .venv/bin/python scripts/bench_quality.py --tasks subj --students bilstm --steps 3200 --tag subj3200 \
         --runs runs/quality-3200 --jobs 2    # a longer budget, its own runs and table, the same teachers
+    .venv/bin/python scripts/bench_quality.py --tasks sst2 --students cnn --train-flags='--dropout 0.5' \
+        --tag sst2-cnn-dropout05 --runs runs/quality-cnn-dropout05 --jobs 2   # a recipe against the default
 
 Arms, each `python -m distill.train` on the task's label set:
   1. gold       cross-entropy on the gold labels of the original rows (--alpha 1 --rows original)
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -84,7 +87,8 @@ def runs_of(task: str, labels: Path, out: Path, args) -> list[tuple[Path, list[s
                 run_dir = out / task / f"{student}-{arm}-s{seed}"
                 argv = ["--student", student, "--labels", str(labels), "--seed", str(seed), "--max-steps", str(steps),
                         "--epochs", "100000", "--eval-every", str(args.eval_every), "--patience", "100000",
-                        "--output-dir", str(run_dir), "--latency-repeats", "1", "--no-progress", "--resume", *extra]
+                        "--output-dir", str(run_dir), "--latency-repeats", "1", "--no-progress", "--resume", *extra,
+                        *shlex.split(args.train_flags)]
                 jobs.append((run_dir, argv, (student, arm, seed)))
     return jobs
 
@@ -203,6 +207,9 @@ def main(argv=None) -> None:
                         "such as a longer --steps, so that it does not replace the main table")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: publish the runs that have finished (unfinished cells show as —)")
+    p.add_argument("--train-flags", default="",
+                   help="more distill.train flags for every run, as one string, e.g. --train-flags='--dropout 0.2' "
+                        "(with --tag and --runs: a recipe compared at the same budget)")
     p.add_argument("--keep-published", action="store_true",
                    help="keep the tasks of the published table that --tasks leaves out, as they were published "
                         "(scripts/results/NAME.json): add a task's runs to the table without its others' run folders")
