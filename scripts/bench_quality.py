@@ -46,8 +46,8 @@ STUDENTS = ("bilstm", "cnn", "transformer")
 ARMS = {"gold": ["--alpha", "1", "--rows", "original"], "logits": ["--rows", "original"], "augmented": []}
 # Kim 2014's CNN-static (10-fold cross-validation, word2vec): the bar every student should clear
 KIM = {"sst2": 86.8, "subj": 93.0, "cr": 84.7}
-# SST-2's 2,000 steps (100,000 rows: 1.5 epochs of the original rows, half of the augmented set) keep its
-# 27 runs to about 90 minutes on 2 cores, at 1 thread each; the default run trains up to 5,000 steps.
+# SST-2's 2,000 steps (100,000 rows: 1.5 epochs of the original rows, half of the augmented set): its 27 runs
+# took about 2.3 hours on 2 cores at 1 thread each; the default run trains up to 5,000 steps.
 TASKS = {  # task: (data folder, split the table reports, allowed teacher - student points, default steps)
     "sst2": ("glue/sst2", "dev", 2.0, 2000),
     "subj": ("subj", "test", 2.0, 800),
