@@ -63,7 +63,7 @@ def build_model(args, ls: LabelSet, tok: StudentTokenizer, pruned: Pruned | None
     model = build_student_model(args, ls, tok)
     init = init_embeddings(model, args, ls, tok, pruned)
     if args.freeze_embeddings:  # Kim's static: the optimiser gets no table (engine.param_groups)
-        model.embedding.weight.requires_grad_(False)
+        model.embedding.requires_grad_(False)  # a plain table, or both factors of a low-rank one
     return model, init
 
 

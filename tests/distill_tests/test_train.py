@@ -120,6 +120,18 @@ def test_a_frozen_table_stays_as_initialised_while_the_rest_trains(student, tiny
     assert "holds a different run (--freeze-embeddings was True, now False)" in capsys.readouterr().err
 
 
+def test_a_frozen_low_rank_table_freezes_both_factors():
+    from distill.train import parse_args
+    from distill.training.student import build_model, make_tokenizer
+
+    args = parse_args(["--student", "cnn", "--student-config", '{"embedding_rank": 4}', "--embedding-init", "random",
+                       "--embed-dim", "8", "--width", "8", "--freeze-embeddings"])
+    ls = LabelSet.load(DEFAULT_LABELS)
+    model = build_model(args, ls, make_tokenizer(args, ls))[0]
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"embedding.lookup.weight", "embedding.proj.weight"}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--student", "gru"], "--student gru: unknown student; choose one of: bilstm, cnn, transformer"),
     (["--student", "cnn", "--alpha", "1.5"], "--alpha 1.5 is outside [0, 1]"),
