@@ -40,6 +40,7 @@ SHARED = ROOT.parent / "shared"
 
 
 STEADY_BATCH = 64
+TORCH = "PyTorch eager (distill.label --runtime torch)"  # the steady-state baseline
 
 
 def steady_state(teacher: Path, dev: Split, work: Path, threads: int, rounds: int) -> dict:
@@ -86,7 +87,7 @@ def steady_state(teacher: Path, dev: Split, work: Path, threads: int, rounds: in
     def ort_call(session):
         return lambda: [session({n: e[n] for n in names}) for e in encs]
 
-    systems = {"PyTorch eager (distill.label --runtime torch)": torch_call,
+    systems = {TORCH: torch_call,
                **{k: ort_call(v) for k, v in sessions.items()}}
     times: dict[str, list[float]] = {k: [] for k in systems}
     logits: dict[str, np.ndarray] = {}
@@ -101,9 +102,9 @@ def steady_state(teacher: Path, dev: Split, work: Path, threads: int, rounds: in
                 out[b] = part
             logits[k] = out
     gold = np.asarray(dev.labels)
-    ref = logits["PyTorch eager (distill.label --runtime torch)"].argmax(1)
+    ref = logits[TORCH].argmax(1)
     med = {k: float(np.median(v)) for k, v in times.items()}
-    base = med["PyTorch eager (distill.label --runtime torch)"]
+    base = med[TORCH]
     return {"rows": len(texts), "rounds": rounds, "systems": {
         k: {"seconds": med[k], "all_seconds": times[k], "speedup_vs_torch": base / med[k],
             "label_agreement_vs_torch": float((logits[k].argmax(1) == ref).mean()),
