@@ -13,6 +13,7 @@ from search.space import SPACES, SpaceLimits
 OBJECTIVES = ("metric", "pareto")
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "nsga2", "random")
+SPACE_KINDS = ("arch", "recipe")
 
 
 @dataclass
@@ -27,7 +28,13 @@ class SearchArgs:
         "default: the shipped SST-2 label set of a MiniLM teacher"))
     output_dir: str | None = field(default=None, metadata=_help(
         "where the study (SQLite), trial logs, leaderboard, plot and retrained students go; "
-        "default runs/search-<task>-<students>"))
+        "default runs/search-<task>-<students> (with --space recipe: ...-recipe)"))
+    space: str = field(default="arch", metadata=_help(
+        "what the trials vary. arch (default): each student's width, depth, embedding size and more, with "
+        "dropout, lr and alpha; recipe: the student's default architecture stays, and its training recipe is "
+        "searched: lr, dropout, loss (mse or kl, and its temperature), alpha, batch size, warm-up, weight "
+        "decay, the frozen or tuned table, and the transformer's heads (search/space.py). "
+        "--max-width, --max-depth, --max-embed-dim and --tokenizer word's vocabulary size are arch knobs"))
     trials: int = field(default=30, metadata=_help(
         "trials the study should hold, over all workers and reruns (rejected ones included); "
         "rerun with a higher number to search longer"))
@@ -127,6 +134,7 @@ class SearchArgs:
              "single-objective); drop --pruner"),
             (not (self.objective == "metric" and self.sampler == "nsga2"),
              "--sampler nsga2 is for --objective pareto; use tpe or random"),
+            (self.space in SPACE_KINDS, f"--space {self.space}: choose {' or '.join(SPACE_KINDS)}"),
             (self.precision in BYTES_PER_PARAM, f"--precision must be one of: {', '.join(BYTES_PER_PARAM)}"),
             (self.trials >= 1, f"--trials {self.trials} must be >= 1"),
             (self.workers >= 1, f"--workers {self.workers} must be >= 1"),
@@ -156,7 +164,8 @@ class SearchArgs:
 
     @property
     def limits(self) -> SpaceLimits:
-        return SpaceLimits(max_width=self.max_width, max_depth=self.max_depth, max_embed_dim=self.max_embed_dim)
+        return SpaceLimits(max_width=self.max_width, max_depth=self.max_depth, max_embed_dim=self.max_embed_dim,
+                           recipe=self.space == "recipe")
 
 
 def parse_args(argv: list[str] | None = None) -> SearchArgs:

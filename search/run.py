@@ -2,6 +2,7 @@
 
     python -m search.run --student cnn --labels runs/sst2-aug --max-size-mb 5 --trials 40
     python -m search.run --student bilstm,cnn,transformer --max-latency-ms 2 --trials 60 --objective pareto
+    python -m search.run --student cnn --space recipe --trials 20   # tune the default CNN's training recipe
     python -m search.run ... --storage postgresql://user@host/db --study-name sst2   # more machines
     python -m search.run ... --workers 2                                            # more processes
 
@@ -85,8 +86,9 @@ def run_search(args: SearchArgs) -> dict:
         timing = dataclasses.replace(timing, length=median_dev_length(objective, base))
         budget = dataclasses.replace(budget, timing=timing)
     task = ls.task.name
-    out = Path(args.output_dir or f"runs/search-{task}-{'+'.join(args.students)}")
-    study_name = args.study_name or f"{task}-{'+'.join(args.students)}-{args.objective}"
+    kind = "-recipe" if args.space == "recipe" else ""
+    out = Path(args.output_dir or f"runs/search-{task}-{'+'.join(args.students)}{kind}")
+    study_name = args.study_name or f"{task}-{'+'.join(args.students)}-{args.objective}{kind}"
     settings = dataclasses.replace(settings, budget=budget, output_dir=str(out))
     objective.s = settings
     record = out / "search.json"
@@ -117,7 +119,7 @@ def run_search(args: SearchArgs) -> dict:
                 "latency_runtime": timing.runtime, "tokenizer": args.tokenizer,
                 "train_rows": args.train_rows, "epochs": args.epochs, "batch_size": args.batch_size,
                 "space": [args.max_width, args.max_depth, args.max_embed_dim],
-                "prune_vocab": args.prune_min_count if args.prune_vocab else None}
+                "prune_vocab": args.prune_min_count if args.prune_vocab else None, "space_kind": args.space}
     begin_output(out, "search")
     storage_spec = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     storage = open_storage(storage_spec)

@@ -5,11 +5,21 @@
     cand.train   # TrainArgs fields: width, depth, embed_dim, dropout, lr, alpha, freeze_embeddings, vocab_max_size
     cand.arch    # other student config fields: filter_widths, heads, ff_dim, mlp_hidden
 
+    recipe = suggest(trial, ("cnn",), limits=SpaceLimits(recipe=True))
+    recipe.train # the training recipe of the default architecture: lr, dropout, alpha, loss, temperature,
+                 # batch_size, warmup_ratio, weight_decay, freeze_embeddings (and heads for the transformer)
+
 Each student's parameters are named "<student>.<knob>" so that several students can share one
 study: the student is then the categorical parameter "student" and each student's knobs are
 conditional on it (TPE with `group=True` models them per student). The vocabulary size is searched
 only with a word-level tokenizer; the teacher's tokenizer has a fixed vocabulary, and a table that starts
 from the teacher's (its PCA) may be frozen, as Kim 2014's CNN-static keeps its word2vec vectors.
+
+With `SpaceLimits(recipe=True)` (`search.run --space recipe`) the architecture stays the student's
+default (its size and speed are fixed) and the training recipe is searched instead: the learning rate,
+dropout, the loss (MSE on logits, or KL at a temperature) and its mix with gold labels, batch size,
+warm-up, weight decay, the frozen or tuned table, and the transformer's head count (which leaves its
+size unchanged). This is how the students' defaults were chosen (README, "The students' recipes").
 
 `smallest(student)` is the corner of the space with the fewest parameters and the least compute;
 the search checks it against the budget before any trial, so an impossible budget is an error at
@@ -28,6 +38,10 @@ TRANSFORMER_HEADS = (1, 2, 4, 8)
 TRANSFORMER_FF_MULT = (1, 2, 4)
 CNN_MLP_HIDDEN = (0, 128, 256)  # 0: Kim's plain dropout + linear head
 FREEZE = (False, True)  # the token table tuned (non-static), or kept as initialised (static); first: tuned
+# the recipe space (--space recipe): choices of the knobs that are not continuous; the first is the default
+LOSSES = ("mse", "kl")
+BATCH_SIZES = (50, 32, 64, 128)
+WEIGHT_DECAYS = (0.0, 0.01, 0.1)
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,7 @@ class SpaceLimits:
     max_depth: int = 4
     min_embed_dim: int = 16
     max_embed_dim: int = 300
+    recipe: bool = False  # search the training recipe of the default architecture, not the architecture
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_width <= self.max_width:
@@ -61,6 +76,13 @@ class Candidate:
     def describe(self) -> str:
         """A short one-line label: 'cnn width=64 depth=2 emb=48 widths=2-3 ...'."""
         t, a = self.train, self.arch
+        if "width" not in t:  # a recipe of the default architecture
+            heads = [f"heads={a['heads']}"] if "heads" in a else []
+            return " ".join([self.student, "default-arch", *heads,
+                f"lr={t['lr']:.1e} drop={t['dropout']:.2f} alpha={t['alpha']:.2f}",
+                f"kl T={t['temperature']:.1f}" if t["loss"] == "kl" else "mse",
+                f"batch={t['batch_size']} warmup={t['warmup_ratio']:.2f} wd={t['weight_decay']:g}",
+                *(["static"] if t.get("freeze_embeddings") else [])])
         parts = [self.student, f"width={t['width']}"]
         if "depth" in t and t["depth"] is not None:
             parts.append(f"depth={t['depth']}")
@@ -128,17 +150,35 @@ def _transformer(trial, lim: SpaceLimits) -> Candidate:
 
 
 SPACES = {"bilstm": _bilstm, "cnn": _cnn, "transformer": _transformer}
+LR_RANGES = {"bilstm": (3e-4, 3e-3), "cnn": (3e-4, 3e-3), "transformer": (1e-4, 2e-3)}
+DROPOUT_MAX = {"bilstm": 0.5, "cnn": 0.6, "transformer": 0.3}
+
+
+def _recipe(trial, name: str) -> Candidate:
+    """The training recipe of `name`'s default architecture (--space recipe)."""
+    train = _common(trial, name, LR_RANGES[name], DROPOUT_MAX[name])
+    train["loss"] = trial.suggest_categorical(f"{name}.loss", LOSSES)
+    # a temperature only matters for KL; MSE keeps distill.train's default (unused)
+    train["temperature"] = trial.suggest_float(f"{name}.temperature", 1.0, 4.0) if train["loss"] == "kl" else 2.0
+    train["batch_size"] = trial.suggest_categorical(f"{name}.batch_size", BATCH_SIZES)
+    train["warmup_ratio"] = trial.suggest_float(f"{name}.warmup_ratio", 0.0, 0.2)
+    train["weight_decay"] = trial.suggest_categorical(f"{name}.weight_decay", WEIGHT_DECAYS)
+    arch = {}
+    if name == "transformer":  # heads split d_model: the size and the FLOPs stay the same
+        arch["heads"] = trial.suggest_categorical("transformer.heads", TRANSFORMER_HEADS)
+    return Candidate(name, train, arch)
 
 
 def suggest_student(trial, name: str, tokenizer: str = "teacher", limits: SpaceLimits | None = None) -> Candidate:
     """Sample one student's configuration from `trial` (any Optuna trial, FixedTrial included)."""
     if name not in SPACES:
         raise ValueError(f"unknown student {name!r}; choose one of: {', '.join(SPACES)}")
-    cand = SPACES[name](trial, limits or SpaceLimits())
+    limits = limits or SpaceLimits()
+    cand = _recipe(trial, name) if limits.recipe else SPACES[name](trial, limits)
     if tokenizer == "teacher":  # the table starts from the teacher's: keep it (Kim's static) or tune it
         frozen = trial.suggest_categorical(f"{name}.freeze_embeddings", FREEZE)
         cand = Candidate(cand.student, cand.train | {"freeze_embeddings": frozen}, cand.arch)
-    if tokenizer == "word":
+    if tokenizer == "word" and not limits.recipe:  # the recipe keeps the default vocabulary
         vocab = trial.suggest_categorical("vocab_size", VOCAB_SIZES)
         cand = Candidate(cand.student, cand.train | {"vocab_max_size": vocab}, cand.arch)
     return cand

@@ -87,11 +87,13 @@ FLAGS_OF = {"task": "--labels", "label_set": "--labels", "students": "--student"
             "timing": "--latency-batch/--latency-length/--latency-threads",
             "latency_runtime": "--latency-runtime", "tokenizer": "--tokenizer",
             "train_rows": "--train-rows", "epochs": "--epochs", "batch_size": "--batch-size",
-            "space": "--max-width/--max-depth/--max-embed-dim", "prune_vocab": "--prune-vocab/--prune-min-count"}
+            "space": "--max-width/--max-depth/--max-embed-dim", "prune_vocab": "--prune-vocab/--prune-min-count",
+            "space_kind": "--space"}
 
 
-# what a study made before a key was recorded had: studies timed PyTorch before --latency-runtime
-BEFORE_RECORDED = {"latency_runtime": "torch"}
+# what a study made before a key was recorded had: studies timed PyTorch before --latency-runtime,
+# and searched the architecture before --space
+BEFORE_RECORDED = {"latency_runtime": "torch", "space_kind": "arch"}
 
 
 def _check_identity(name: str, where: str, old: dict | None, new: dict) -> None:

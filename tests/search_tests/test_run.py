@@ -139,6 +139,30 @@ def test_a_study_of_another_search_is_refused(labels, tmp_path, capsys):
     assert not (tmp_path / "b" / "trials").exists()
 
 
+def test_a_recipe_search_trains_the_default_architecture_and_prints_its_recipe(labels, tmp_path, capsys):
+    import shlex
+
+    from distill.train import parse_args as train_args
+
+    out = tmp_path / "r"
+    summary = main(tiny(labels, out, "--student", "cnn", "--space", "recipe", "--trials", 3, "--sampler", "random"))
+    rows = list(csv.DictReader(open(out / "leaderboard.csv")))
+    assert len(rows) == 3 and all("default-arch" in r["config"] for r in rows)
+    assert len({r["params"] for r in rows}) == 1  # every trial is the default CNN, whatever its recipe
+    best = summary["best"][0]
+    # the printed command runs the recipe: its flags parse to the trial's knobs, no architecture flag
+    args = train_args(shlex.split(best["command"])[3:])
+    assert args.width is None and args.embed_dim is None and args.student_config is None
+    assert f"lr={args.lr:.1e}" in best["config"] and f"batch={args.batch_size}" in best["config"]
+    assert json.loads((out / "search.json").read_text())["identity"]["space_kind"] == "recipe"
+    capsys.readouterr()
+    # the same study name for an architecture search is another search: refused in one line
+    with pytest.raises(SystemExit) as e:
+        main(tiny(labels, out, "--student", "cnn", "--trials", 3, "--study-name", summary["study_name"]))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "(--space: space_kind was 'recipe', now 'arch')" in err and "\n" not in err
+
+
 def test_help_explains_every_flag(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

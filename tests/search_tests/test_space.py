@@ -1,5 +1,7 @@
 """search.space: every sampled configuration builds; the smallest corner is the smallest; seeds repeat."""
 
+import json
+
 import optuna
 import pytest
 
@@ -109,3 +111,36 @@ def test_a_trial_from_before_a_knob_existed_replays_with_its_old_behaviour():
     assert replay(trial.params, ("bilstm", "cnn")) == cand
     older = {k: v for k, v in trial.params.items() if not k.endswith(".freeze_embeddings")}
     assert replay(older, ("bilstm", "cnn")).train == cand.train | {"freeze_embeddings": False}
+
+
+@pytest.mark.parametrize("name", ["bilstm", "cnn", "transformer"])
+def test_the_recipe_space_keeps_the_default_architecture_and_samples_the_training_knobs(name):
+    from distill.train import TrainArgs
+    from search.objective import trial_args
+    from search.space import BATCH_SIZES, LOSSES, replay
+
+    default = students.build_student(name, vocab_size=60, num_labels=2).num_parameters()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    losses, frozen = set(), set()
+    for _ in range(16):
+        trial = study.ask()
+        cand = suggest_student(trial, name, limits=SpaceLimits(recipe=True))
+        assert not {"width", "depth", "embed_dim"} & cand.train.keys()
+        assert set(cand.arch) <= {"heads"}  # size-neutral only: the transformer's head count
+        args = trial_args(TrainArgs(), cand)
+        config = json.loads(args.student_config) if args.student_config else {}
+        model = students.build_student(name, vocab_size=60, num_labels=2, **config)
+        assert model.num_parameters() == default  # the architecture is the default one
+        assert args.batch_size in BATCH_SIZES and args.loss in LOSSES and 0 <= args.warmup_ratio <= 0.2
+        assert ("kl" == args.loss) == (f"{name}.temperature" in trial.params)  # T only where it is used
+        assert "default-arch" in cand.describe() and ("kl T=" in cand.describe()) == (args.loss == "kl")
+        assert replay(trial.params, (name,), limits=SpaceLimits(recipe=True)) == cand
+        losses.add(args.loss)
+        frozen.add(args.freeze_embeddings)
+        study.tell(trial, 0.0)
+    assert losses == set(LOSSES) and frozen == {False, True}
+
+
+def test_the_recipe_space_has_no_vocabulary_knob_with_a_word_tokenizer():
+    cand = suggest_student(optuna.create_study().ask(), "cnn", tokenizer="word", limits=SpaceLimits(recipe=True))
+    assert "vocab_max_size" not in cand.train and "freeze_embeddings" not in cand.train
