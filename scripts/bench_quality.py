@@ -87,8 +87,8 @@ def runs_of(task: str, labels: Path, out: Path, args) -> list[tuple[Path, list[s
                 run_dir = out / task / f"{student}-{arm}-s{seed}"
                 argv = ["--student", student, "--labels", str(labels), "--seed", str(seed), "--max-steps", str(steps),
                         "--epochs", "100000", "--eval-every", str(args.eval_every), "--patience", "100000",
-                        "--output-dir", str(run_dir), "--latency-repeats", "1", "--no-progress", "--resume", *extra,
-                        *shlex.split(args.train_flags)]
+                        "--output-dir", str(run_dir), "--latency-repeats", "1", "--no-progress", "--resume",
+                        *shlex.split(args.train_flags), *extra]  # the arm's flags last: gold stays --alpha 1
                 jobs.append((run_dir, argv, (student, arm, seed)))
     return jobs
 

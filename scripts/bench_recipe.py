@@ -1,0 +1,169 @@
+"""Benchmark: each student's training recipe, chosen by this project's own search on SST-2 dev, then checked.
+
+    .venv/bin/python scripts/bench_recipe.py --students cnn transformer --jobs 2   # about 2 hours on 2 cores
+    .venv/bin/python scripts/bench_recipe.py --report-only                         # publish what has finished
+    .venv/bin/python scripts/bench_recipe.py --students cnn --trials 2 --trial-rows 300 --steps 20 --seeds 1 \
+        --out runs/recipe-quick                                                    # a smoke test (not published)
+
+For each student:
+  1. `python -m search.run --student S --space recipe`: the student's default architecture, its training
+     recipe searched (learning rate, dropout, loss and temperature, alpha, batch size, warm-up, weight decay,
+     the frozen or tuned table, the transformer's heads) by TPE with the median pruner; every trial trains on
+     the same random --trial-rows rows of the shipped label set (the default run's rows: SST-2 and its
+     augmented copies, MiniLM teacher) for 3 epochs and is scored on dev. Resumable (the study is SQLite).
+  2. The best trial's recipe and today's default recipe, each trained as bench_quality's augmented arm (the
+     default run's rows; --steps optimiser steps, dev every --eval-every, --seeds seeds), so both get the same
+     steps and the same evaluation schedule.
+  3. One table: mean ± std over seeds, the difference (noise when within the larger std), the recipe.
+Dev chooses both the search's winner and the comparison; SST-2 has no labelled test split here. Results go to
+scripts/results/bench_recipe.{json,md} and into README.md between the bench_recipe markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_quality import collect, runs_of
+from benchlib import publish, run_jobs
+
+from distill.teacher.labelset import DEFAULT_LABELS
+from distill.train import TrainArgs
+
+STUDENTS = ("bilstm", "cnn", "transformer")
+# rows per trial: 3 epochs over them cost about as much as one 2,000-step run (the transformer and the
+# BiLSTM are 2-3x slower per row than the CNN, so they see fewer, and 40 trials fit in about an hour each)
+TRIAL_ROWS = {"bilstm": 20_000, "cnn": 40_000, "transformer": 20_000}
+
+
+def study_of(search_dir: Path, student: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=f"sst2-{student}-metric-recipe",
+                             storage=f"sqlite:///{(search_dir / 'study.db').resolve()}")
+
+
+def recipe_flags(student: str, params: dict) -> list[str]:
+    """The distill.train flags of a recipe trial (those that differ from distill.train's defaults)."""
+    from search.objective import trial_args
+    from search.space import SpaceLimits, replay
+
+    cand = replay(params, (student,), limits=SpaceLimits(recipe=True))
+    argv = shlex.split(trial_args(TrainArgs(student=student), cand).command())[3:]
+    i = argv.index("--student")
+    return argv[:i] + argv[i + 2:]
+
+
+def _short(token: str) -> str:
+    """A flag's value at 3 significant digits for the table (the JSON keeps the exact flags)."""
+    try:
+        return token if token.startswith("-") or "." not in token else f"{float(token):.3g}"
+    except ValueError:
+        return token
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def _cell(m: tuple | None) -> str:
+    return f"{m[0]:.2f} ± {m[1]:.2f} ({m[2]} seed{'s' * (m[2] != 1)})" if m else "—"
+
+
+def render(rows: list[dict], args) -> str:
+    lines = [f"SST-2 dev (shipped label set, MiniLM teacher {rows[0]['teacher']:.2f}). The recipe search: "
+             f"`search.run --space recipe`, the default architecture, TPE with the median pruner, each trial "
+             f"3 epochs over the same random rows of the default run's rows (SST-2 and its augmented copies). "
+             f"The check: the searched and the default recipe trained as bench_quality's augmented arm, "
+             f"{args.steps} steps each, dev every {args.eval_every}, {args.seeds} seeds."
+             if rows else "No student has finished.", "",
+             "| student | trials (trained / pruned) | best trial's dev (search budget) | default recipe | "
+             "searched recipe | searched - default | the searched recipe |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        d, s = r.get("default"), r.get("searched")
+        diff = "—"
+        if d and s:
+            delta = s[0] - d[0]
+            diff = f"{delta:+.2f}" + (" (noise)" if abs(delta) <= max(d[1], s[1]) else "")
+        lines.append(f"| {r['student']} | {r['trials']} ({r['trained']} / {r['pruned']}) | "
+                     f"{100 * r['best_search_dev']:.2f} (trial {r['best_trial']}) | {_cell(d)} | {_cell(s)} | {diff} "
+                     f"| `{' '.join(map(_short, r['flags']))}` |")
+    lines += ["", "Mean ± standard deviation over seeds, in points. A difference within the larger of the two "
+              "standard deviations is marked noise. Both recipes take the same number of optimiser steps; a recipe "
+              "with another batch size sees more or fewer rows in them. Rerun: "
+              "`.venv/bin/python scripts/bench_recipe.py --jobs 2`."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--students", nargs="+", default=["cnn", "transformer"], choices=STUDENTS)
+    p.add_argument("--trials", type=int, default=40, help="trials per recipe search")
+    p.add_argument("--trial-rows", type=int, default=None,
+                   help="training rows per trial (default: per student, see TRIAL_ROWS)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per recipe in the check (at least 3)")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps per run in the check")
+    p.add_argument("--eval-every", type=int, default=100, help="steps between dev evaluations in the check")
+    p.add_argument("--jobs", type=int, default=1, help="searches or runs at once (one thread each when > 1)")
+    p.add_argument("--out", default=str(ROOT / "runs" / "recipe"), help="the searches and the runs")
+    p.add_argument("--searches", default=None, help="where the searches are (default: --out/search-STUDENT)")
+    p.add_argument("--report-only", action="store_true", help="run nothing: publish what has finished")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+
+    def search_dir(student: str) -> Path:
+        return Path(args.searches) / f"recipe-{student}" if args.searches else out / f"search-{student}"
+
+    searches = [(search_dir(s), ["--student", s, "--space", "recipe", "--trials", str(args.trials),
+                                 "--train-rows", str(args.trial_rows or TRIAL_ROWS[s]), "--epochs", "3",
+                                 "--retrain", "0", "--output-dir", str(search_dir(s))]) for s in args.students]
+    if not args.report_only:
+        run_jobs(searches, args.jobs, module="search.run", done="summary.json")
+
+    checks, rows = [], []
+    for s in args.students:
+        sdir = search_dir(s)
+        if not (sdir / "study.db").is_file():
+            continue
+        study = study_of(sdir, s)
+        states = [t.state.name for t in study.trials]
+        best = study.best_trial
+        flags = recipe_flags(s, best.params)
+        ns = argparse.Namespace(steps=args.steps, seeds=args.seeds, students=[s], arms=["augmented"],
+                                eval_every=args.eval_every)
+        default = runs_of("sst2", DEFAULT_LABELS, out / "default", argparse.Namespace(**vars(ns), train_flags=""))
+        searched = runs_of("sst2", DEFAULT_LABELS, out / "searched",
+                           argparse.Namespace(**vars(ns), train_flags=shlex.join(flags)))
+        checks += default + searched
+        rows.append({"student": s, "trials": len(states), "trained": states.count("COMPLETE"),
+                     "pruned": states.count("PRUNED"), "best_trial": best.number, "best_search_dev": best.value,
+                     "config": best.user_attrs.get("config"), "flags": flags, "jobs": (default, searched)})
+    if not args.report_only:
+        run_jobs([(d, a) for d, a, _ in checks], args.jobs)
+    for r in rows:
+        default, searched = r.pop("jobs")
+        for key, jobs in (("default", default), ("searched", searched)):
+            got = collect("sst2", jobs, "dev")
+            cells = got["students"].get(r["student"], {}).get("augmented", [])
+            r["teacher"] = got["teacher"] if got["teacher"] is not None else r.get("teacher")
+            r[f"{key}_runs"] = cells
+            r[key] = (*_mean_std([c["metric"] for c in cells]), len(cells)) if cells else None
+    rows = [r for r in rows if r.get("teacher") is not None]
+    md = render(rows, args)
+    if args.steps < 200:  # a smoke test: shown, not published
+        print(md)
+        return
+    publish("bench_recipe", {"rows": rows, "steps": args.steps, "eval_every": args.eval_every,
+                             "seeds": args.seeds, "trials": args.trials}, md)
+
+
+if __name__ == "__main__":
+    main()
