@@ -42,6 +42,9 @@ FREEZE = (False, True)  # the token table tuned (non-static), or kept as initial
 LOSSES = ("mse", "kl")
 BATCH_SIZES = (50, 32, 64, 128)
 WEIGHT_DECAYS = (0.0, 0.01, 0.1)
+# both spaces: each student's learning-rate range (log scale) and largest dropout
+LR_RANGES = {"bilstm": (3e-4, 3e-3), "cnn": (3e-4, 3e-3), "transformer": (1e-4, 2e-3)}
+DROPOUT_MAX = {"bilstm": 0.5, "cnn": 0.6, "transformer": 0.3}
 
 
 @dataclass(frozen=True)
@@ -101,11 +104,11 @@ class Candidate:
         return " ".join(parts)
 
 
-def _common(trial, name: str, lr_range: tuple[float, float], dropout_max: float) -> dict:
+def _common(trial, name: str) -> dict:
     """Dropout, learning rate and the loss mix (alpha: weight of gold-label cross-entropy)."""
     return {
-        "dropout": trial.suggest_float(f"{name}.dropout", 0.0, dropout_max),
-        "lr": trial.suggest_float(f"{name}.lr", *lr_range, log=True),
+        "dropout": trial.suggest_float(f"{name}.dropout", 0.0, DROPOUT_MAX[name]),
+        "lr": trial.suggest_float(f"{name}.lr", *LR_RANGES[name], log=True),
         "alpha": trial.suggest_float(f"{name}.alpha", 0.0, 0.5),
     }
 
@@ -123,7 +126,7 @@ def _bilstm(trial, lim: SpaceLimits) -> Candidate:
              "depth": trial.suggest_int("bilstm.depth", 1, min(2, lim.max_depth)),
              "embed_dim": _embed(trial, "bilstm", lim)}
     arch = {"mlp_hidden": trial.suggest_int("bilstm.mlp_hidden", 32, 512, log=True)}
-    return Candidate("bilstm", train | _common(trial, "bilstm", (3e-4, 3e-3), 0.5), arch)
+    return Candidate("bilstm", train | _common(trial, "bilstm"), arch)
 
 
 def _cnn(trial, lim: SpaceLimits) -> Candidate:
@@ -133,7 +136,7 @@ def _cnn(trial, lim: SpaceLimits) -> Candidate:
     train = {"width": _width(trial, "cnn", lim), "depth": None, "embed_dim": _embed(trial, "cnn", lim)}
     arch = {"filter_widths": tuple(range(first, first + depth)),
             "mlp_hidden": trial.suggest_categorical("cnn.mlp_hidden", CNN_MLP_HIDDEN)}
-    return Candidate("cnn", train | _common(trial, "cnn", (3e-4, 3e-3), 0.6), arch)
+    return Candidate("cnn", train | _common(trial, "cnn"), arch)
 
 
 def _transformer(trial, lim: SpaceLimits) -> Candidate:
@@ -146,17 +149,15 @@ def _transformer(trial, lim: SpaceLimits) -> Candidate:
     heads = trial.suggest_categorical("transformer.heads", TRANSFORMER_HEADS)
     mult = trial.suggest_categorical("transformer.ff_mult", TRANSFORMER_FF_MULT)
     arch = {"heads": heads, "ff_dim": mult * d_model}
-    return Candidate("transformer", train | _common(trial, "transformer", (1e-4, 2e-3), 0.3), arch)
+    return Candidate("transformer", train | _common(trial, "transformer"), arch)
 
 
 SPACES = {"bilstm": _bilstm, "cnn": _cnn, "transformer": _transformer}
-LR_RANGES = {"bilstm": (3e-4, 3e-3), "cnn": (3e-4, 3e-3), "transformer": (1e-4, 2e-3)}
-DROPOUT_MAX = {"bilstm": 0.5, "cnn": 0.6, "transformer": 0.3}
 
 
 def _recipe(trial, name: str) -> Candidate:
     """The training recipe of `name`'s default architecture (--space recipe)."""
-    train = _common(trial, name, LR_RANGES[name], DROPOUT_MAX[name])
+    train = _common(trial, name)
     train["loss"] = trial.suggest_categorical(f"{name}.loss", LOSSES)
     # a temperature only matters for KL; MSE keeps distill.train's default (unused)
     train["temperature"] = trial.suggest_float(f"{name}.temperature", 1.0, 4.0) if train["loss"] == "kl" else 2.0
