@@ -183,7 +183,8 @@ class Objective:
         s, metric = self.s, self.ls.task.metric
         cand, args = self.candidate(trial)
         trial.set_user_attr("student", cand.student)
-        trial.set_user_attr("config", cand.describe())
+        trial.set_user_attr("config", cand.describe() + (" (the default)" if trial.user_attrs.get("default_recipe")
+                                                         else ""))
         trial.set_user_attr("arch", {k: list(v) if isinstance(v, tuple) else v for k, v in cand.arch.items()})
         trial.set_user_attr("command", retrain_args(s, cand, trial.number).command())
         model, cost = self.cost_of(cand, args)

@@ -36,6 +36,7 @@ from search.latency import require_onnx
 from search.objective import Objective, TrialSettings
 from search.probe import median_dev_length, probe_space
 from search.retrain import choose_best, retrain
+from search.space import default_recipe
 from search.storage import (
     WorkerJob,
     counted,
@@ -128,6 +129,10 @@ def run_search(args: SearchArgs) -> dict:
     study = open_study(storage, study_name, where, identity, directions, make_sampler(args, args.seed),
                        make_pruner(args))
     atomic_write_json(record, {"study_name": study_name, "storage": where, "identity": identity})
+    if args.space == "recipe" and not study.trials:  # a new recipe study: today's default goes first
+        for name in args.students:
+            params = default_recipe(name, args.tokenizer) | ({"student": name} if len(args.students) > 1 else {})
+            study.enqueue_trial(params, user_attrs={"default_recipe": True})
     requeued = requeue_dead_local_trials(study)
     if requeued:
         print(f"trial(s) {', '.join(map(str, requeued))} were running in a process that died: marked failed "

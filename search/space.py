@@ -170,6 +170,27 @@ def _recipe(trial, name: str) -> Candidate:
     return Candidate(name, train, arch)
 
 
+def default_recipe(name: str, tokenizer: str = "teacher") -> dict:
+    """The recipe-space params of `distill.train --student NAME` with every default: search.run enqueues it
+    as a recipe study's first trial, so the leaderboard shows where today's default stands."""
+    import dataclasses
+
+    from distill.train import TrainArgs
+
+    train = {f.name: f.default for f in dataclasses.fields(TrainArgs)}
+    config = {f.name: f.default for f in dataclasses.fields(students.STUDENTS[name].config_class)}
+    params = {f"{name}.dropout": config["dropout"], f"{name}.lr": train["lr"], f"{name}.alpha": train["alpha"],
+              f"{name}.loss": train["loss"], f"{name}.batch_size": train["batch_size"],
+              f"{name}.warmup_ratio": train["warmup_ratio"], f"{name}.weight_decay": train["weight_decay"]}
+    if train["loss"] == "kl":
+        params[f"{name}.temperature"] = train["temperature"]
+    if name == "transformer":
+        params["transformer.heads"] = config["heads"]
+    if tokenizer == "teacher":
+        params[f"{name}.freeze_embeddings"] = train["freeze_embeddings"]
+    return params
+
+
 def suggest_student(trial, name: str, tokenizer: str = "teacher", limits: SpaceLimits | None = None) -> Candidate:
     """Sample one student's configuration from `trial` (any Optuna trial, FixedTrial included)."""
     if name not in SPACES:

@@ -148,6 +148,11 @@ def test_a_recipe_search_trains_the_default_architecture_and_prints_its_recipe(l
     summary = main(tiny(labels, out, "--student", "cnn", "--space", "recipe", "--trials", 3, "--sampler", "random"))
     rows = list(csv.DictReader(open(out / "leaderboard.csv")))
     assert len(rows) == 3 and all("default-arch" in r["config"] for r in rows)
+    # the first trial is today's default recipe, so the leaderboard shows where it stands
+    first = min(rows, key=lambda r: int(r["trial"]))
+    assert first["config"].endswith("(the default)")
+    assert "lr=1.0e-03 drop=0.20 alpha=0.00 mse batch=50" in first["config"]
+    assert sum("(the default)" in r["config"] for r in rows) == 1
     assert len({r["params"] for r in rows}) == 1  # every trial is the default CNN, whatever its recipe
     best = summary["best"][0]
     # the printed command runs the recipe: its flags parse to the trial's knobs, no architecture flag
