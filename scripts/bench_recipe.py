@@ -84,17 +84,19 @@ def render(rows: list[dict], args) -> str:
              f"The check: the searched and the default recipe trained as bench_quality's augmented arm, "
              f"{args.steps} steps each, dev every {args.eval_every}, {args.seeds} seeds."
              if rows else "No student has finished.", "",
-             "| student | trials (trained / pruned) | best trial's dev (search budget) | default recipe | "
+             "| student | trials (trained / pruned) | search budget: best trial / the default | default recipe | "
              "searched recipe | searched - default | the searched recipe |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         d, s = r.get("default"), r.get("searched")
         diff = "—"
+        default_dev = f"{100 * r['default_search_dev']:.2f}" if r.get("default_search_dev") is not None else "—"
         if d and s:
             delta = s[0] - d[0]
             diff = f"{delta:+.2f}" + (" (noise)" if abs(delta) <= max(d[1], s[1]) else "")
         lines.append(f"| {r['student']} | {r['trials']} ({r['trained']} / {r['pruned']}) | "
-                     f"{100 * r['best_search_dev']:.2f} (trial {r['best_trial']}) | {_cell(d)} | {_cell(s)} | {diff} "
+                     f"{100 * r['best_search_dev']:.2f} (trial {r['best_trial']}) / {default_dev} | "
+                     f"{_cell(d)} | {_cell(s)} | {diff} "
                      f"| `{' '.join(map(_short, r['flags']))}` |")
     lines += ["", "Mean ± standard deviation over seeds, in points. A difference within the larger of the two "
               "standard deviations is marked noise. Both recipes take the same number of optimiser steps; a recipe "
@@ -136,6 +138,7 @@ def main(argv=None) -> None:
         study = study_of(sdir, s)
         states = [t.state.name for t in study.trials]
         best = study.best_trial
+        default_trial = [t for t in study.trials if t.user_attrs.get("default_recipe") and t.state.name == "COMPLETE"]
         flags = recipe_flags(s, best.params)
         ns = argparse.Namespace(steps=args.steps, seeds=args.seeds, students=[s], arms=["augmented"],
                                 eval_every=args.eval_every)
@@ -145,6 +148,7 @@ def main(argv=None) -> None:
         checks += default + searched
         rows.append({"student": s, "trials": len(states), "trained": states.count("COMPLETE"),
                      "pruned": states.count("PRUNED"), "best_trial": best.number, "best_search_dev": best.value,
+                     "default_search_dev": default_trial[0].value if default_trial else None,
                      "config": best.user_attrs.get("config"), "flags": flags, "jobs": (default, searched)})
     if not args.report_only:
         run_jobs([(d, a) for d, a, _ in checks], args.jobs)
