@@ -37,8 +37,9 @@ from distill.teacher.labelset import DEFAULT_LABELS
 from distill.train import TrainArgs
 
 STUDENTS = ("bilstm", "cnn", "transformer")
-# rows per trial: 3 epochs over them cost about as much as one 2,000-step run (the transformer and the
-# BiLSTM are 2-3x slower per row than the CNN, so they see fewer, and 40 trials fit in about an hour each)
+# rows per trial, 3 epochs over them. Measured at 1 thread on 2 busy cores: a CNN trial of 40,000 rows about
+# 100 s, a transformer trial of 20,000 about 105 s (it is twice as slow per row), a BiLSTM trial of 20,000
+# about 50 s (guessed slower than it is; it could afford 40,000): 30 trials in 20-50 minutes each
 TRIAL_ROWS = {"bilstm": 20_000, "cnn": 40_000, "transformer": 20_000}
 
 
