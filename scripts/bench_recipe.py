@@ -129,7 +129,8 @@ def main(argv=None) -> None:
                                  "--train-rows", str(args.trial_rows or TRIAL_ROWS[s]), "--epochs", "3",
                                  "--retrain", "0", "--output-dir", str(search_dir(s))]) for s in args.students]
     if not args.report_only:
-        run_jobs(searches, args.jobs, module="search.run", done="summary.json")
+        # always started: search.run itself runs only the trials the study lacks (none: it just reports)
+        run_jobs(searches, args.jobs, module="search.run", done=None)
 
     checks, rows = [], []
     for s in args.students:

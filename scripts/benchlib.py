@@ -37,11 +37,12 @@ def publish(name: str, data: dict, md: str, readme: bool = True) -> None:
 
 
 def run_jobs(jobs: list[tuple[Path, list[str]]], parallel: int = 1, module: str = "distill.train",
-             done: str = "report.json") -> None:
-    """`python -m MODULE ARGV` for each (run_dir, argv) whose run_dir has no `done` file yet, `parallel` at
-    a time (one thread each when parallel > 1), each logged to <run_dir>.log; a finished run is reused,
-    a killed one resumes (pass --resume in argv). Exits with the log's name if a run fails."""
-    todo = [(d, a) for d, a in jobs if not (d / done).is_file()]
+             done: str | None = "report.json") -> None:
+    """`python -m MODULE ARGV` for each (run_dir, argv) whose run_dir has no `done` file yet (every one with
+    done=None: a command that knows itself when it has nothing left to do), `parallel` at a time (one
+    thread each when parallel > 1), each logged to <run_dir>.log; a finished run is reused, a killed one
+    resumes (pass --resume in argv). Exits with the log's name if a run fails."""
+    todo = [(d, a) for d, a in jobs if done is None or not (d / done).is_file()]
     print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run", flush=True)
     running = []
     while todo or running:
