@@ -58,8 +58,10 @@ def recipe_flags(student: str, params: dict) -> list[str]:
 
     cand = replay(params, (student,), limits=SpaceLimits(recipe=True))
     argv = shlex.split(trial_args(TrainArgs(student=student), cand).command())[3:]
-    i = argv.index("--student")
-    return argv[:i] + argv[i + 2:]
+    if "--student" in argv:  # absent for the default student
+        i = argv.index("--student")
+        argv = argv[:i] + argv[i + 2:]
+    return argv
 
 
 def _short(token: str) -> str:
