@@ -1,6 +1,6 @@
 """Benchmark: each student's training recipe, chosen by this project's own search on SST-2 dev, then checked.
 
-    .venv/bin/python scripts/bench_recipe.py --students cnn transformer --jobs 2   # about 2 hours on 2 cores
+    .venv/bin/python scripts/bench_recipe.py --jobs 2          # all three students: about 1.5 hours on 2 cores
     .venv/bin/python scripts/bench_recipe.py --report-only                         # publish what has finished
     .venv/bin/python scripts/bench_recipe.py --students cnn --trials 2 --trial-rows 300 --steps 20 --seeds 1 \
         --out runs/recipe-quick                                                    # a smoke test (not published)
@@ -93,14 +93,16 @@ def render(rows: list[dict], args) -> str:
     for r in rows:
         d, s = r.get("default"), r.get("searched")
         diff = "—"
-        default_dev = f"{100 * r['default_search_dev']:.2f}" if r.get("default_search_dev") is not None else "—"
+        default_dev = "—"  # a pruned trial's value is its last reported epoch's
+        if r.get("default_search_dev") is not None:
+            default_dev = f"{100 * r['default_search_dev']:.2f}" + (" (pruned)" if r["default_search_pruned"] else "")
         if d and s:
             delta = s[0] - d[0]
             diff = f"{delta:+.2f}" + (" (noise)" if abs(delta) <= max(d[1], s[1]) else "")
         lines.append(f"| {r['student']} | {r['trials']} ({r['trained']} / {r['pruned']}) | "
                      f"{100 * r['best_search_dev']:.2f} (trial {r['best_trial']}) / {default_dev} | "
                      f"{_cell(d)} | {_cell(s)} | {diff} "
-                     f"| `{' '.join(map(_short, r['flags']))}` |")
+                     f"| `{' '.join(shlex.quote(_short(t)) for t in r['flags'])}` |")
     lines += ["", "Mean ± standard deviation over seeds, in points. A difference within the larger of the two "
               "standard deviations is marked noise. Both recipes take the same number of optimiser steps; a recipe "
               "with another batch size sees more or fewer rows in them. Rerun: "
@@ -110,8 +112,8 @@ def render(rows: list[dict], args) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--students", nargs="+", default=["cnn", "transformer"], choices=STUDENTS)
-    p.add_argument("--trials", type=int, default=40, help="trials per recipe search")
+    p.add_argument("--students", nargs="+", default=list(STUDENTS), choices=STUDENTS)
+    p.add_argument("--trials", type=int, default=30, help="trials per recipe search")
     p.add_argument("--trial-rows", type=int, default=None,
                    help="training rows per trial (default: per student, see TRIAL_ROWS)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per recipe in the check (at least 3)")
@@ -142,7 +144,8 @@ def main(argv=None) -> None:
         study = study_of(sdir, s)
         states = [t.state.name for t in study.trials]
         best = study.best_trial
-        default_trial = [t for t in study.trials if t.user_attrs.get("default_recipe") and t.state.name == "COMPLETE"]
+        default_trial = [t for t in study.trials if t.user_attrs.get("default_recipe")
+                         and t.state.name in ("COMPLETE", "PRUNED")]
         flags = recipe_flags(s, best.params)
         ns = argparse.Namespace(steps=args.steps, seeds=args.seeds, students=[s], arms=["augmented"],
                                 eval_every=args.eval_every)
@@ -153,6 +156,7 @@ def main(argv=None) -> None:
         rows.append({"student": s, "trials": len(states), "trained": states.count("COMPLETE"),
                      "pruned": states.count("PRUNED"), "best_trial": best.number, "best_search_dev": best.value,
                      "default_search_dev": default_trial[0].value if default_trial else None,
+                     "default_search_pruned": bool(default_trial) and default_trial[0].state.name == "PRUNED",
                      "config": best.user_attrs.get("config"), "flags": flags, "jobs": (default, searched)})
     if not args.report_only:
         run_jobs([(d, a) for d, a, _ in checks], args.jobs)
