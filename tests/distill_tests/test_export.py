@@ -228,6 +228,9 @@ def test_an_int8_bundle_labels_a_text_alone_as_in_a_mixed_batch(runs, onnx_bundl
     _reuse_onnx(monkeypatch, onnx_bundles["transformer"])
     monkeypatch.setattr(export, "time_bundle", lambda bundle, length, **k: {  # int8 slower: kept only with always
         "b1": 2.0 if _is_int8(bundle.model_path) else 1.0, "b32": 1.0})
+    # the batch policy is what is tested here, not the 99% gate (its own test): this tiny random student's int8
+    # graph flips 1 of its 40 dev labels on some CPUs and none on others
+    monkeypatch.setattr(export, "INT8_MIN_AGREEMENT", 0.0)
     out = tmp_path / "q"
     meta = _export(runs["transformer"], out, "--quantize", "int8", "--keep-int8", "always")
     assert meta["precision"] == "int8" and _is_int8(out / "model.onnx") and meta["batch_policy"] == "row"
