@@ -22,15 +22,15 @@ scripts/results/bench_recipe.{json,md} and into README.md between the bench_reci
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
-import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_quality import collect, runs_of
+from bench_quality import _diff, _mean_std, collect, runs_of
 from benchlib import publish, run_jobs
 
 from distill.teacher.labelset import DEFAULT_LABELS
@@ -43,12 +43,13 @@ STUDENTS = ("bilstm", "cnn", "transformer")
 TRIAL_ROWS = {"bilstm": 20_000, "cnn": 40_000, "transformer": 20_000}
 
 
-def study_of(search_dir: Path, student: str):
+def study_of(search_dir: Path):
+    """The study of a finished search.run, by the name and storage its search.json records."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=f"sst2-{student}-metric-recipe",
-                             storage=f"sqlite:///{(search_dir / 'study.db').resolve()}")
+    record = json.loads((search_dir / "search.json").read_text())
+    return optuna.load_study(study_name=record["study_name"], storage=record["storage"])
 
 
 def recipe_flags(student: str, params: dict) -> list[str]:
@@ -72,10 +73,6 @@ def _short(token: str) -> str:
         return token
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
 def _cell(m: tuple | None) -> str:
     return f"{m[0]:.2f} ± {m[1]:.2f} ({m[2]} seed{'s' * (m[2] != 1)})" if m else "—"
 
@@ -97,8 +94,7 @@ def render(rows: list[dict], args) -> str:
         if r.get("default_search_dev") is not None:
             default_dev = f"{100 * r['default_search_dev']:.2f}" + (" (pruned)" if r["default_search_pruned"] else "")
         if d and s:
-            delta = s[0] - d[0]
-            diff = f"{delta:+.2f}" + (" (noise)" if abs(delta) <= max(d[1], s[1]) else "")
+            diff = _diff(s[:2], d[:2])
         lines.append(f"| {r['student']} | {r['trials']} ({r['trained']} / {r['pruned']}) | "
                      f"{100 * r['best_search_dev']:.2f} (trial {r['best_trial']}) / {default_dev} | "
                      f"{_cell(d)} | {_cell(s)} | {diff} "
@@ -139,9 +135,9 @@ def main(argv=None) -> None:
     checks, rows = [], []
     for s in args.students:
         sdir = search_dir(s)
-        if not (sdir / "study.db").is_file():
+        if not (sdir / "search.json").is_file():
             continue
-        study = study_of(sdir, s)
+        study = study_of(sdir)
         states = [t.state.name for t in study.trials]
         best = study.best_trial
         default_trial = [t for t in study.trials if t.user_attrs.get("default_recipe")
