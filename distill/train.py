@@ -124,7 +124,8 @@ class TrainArgs(AugmentFlags, DataFlags):
     vocab_max_size: int = field(default=50_000, metadata=_help("word vocabulary: maximum size"))
     max_length: int = field(default=128, metadata=_help("student tokens per text (truncation)"))
     embedding_init: str = field(default="auto", metadata=_help(
-        "student embeddings: 'teacher-svd' (PCA of the teacher's word embeddings), "
+        "student embeddings: 'teacher-svd' (PCA of the teacher's word embeddings), 'teacher-contextual' "
+        "(PCA of the teacher's hidden states pooled per token over the training rows, stored by distill.label), "
         "'teacher-autoencoder' (the code of a direction-loss autoencoder of them, Bałazy et al. "
         "2021; trained once, cached), 'random', or 'auto' (teacher-svd with the teacher's tokenizer)"))
     freeze_embeddings: bool = field(default=False, metadata=_help(

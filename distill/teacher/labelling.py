@@ -28,7 +28,7 @@ from distill.data.sources import content_hash
 from distill.data.tasks import Split, Task, safe_name
 from distill.errors import DistillError
 from distill.outputs import check_output, hold_lock, staged
-from distill.teacher import onnx_teacher
+from distill.teacher import contextual, onnx_teacher
 from distill.teacher.labelset import FORMAT_VERSION, LabelSet, write_label_set
 from distill.teacher.load import count_hf_parameters, default_device, fingerprint, load_teacher
 
@@ -68,11 +68,13 @@ def used_token_ids(tokenizer, texts: list[tuple[str, ...]], max_length: int) -> 
 
 def compute_key(teacher_fp: str, data_hash: str, task: Task, max_length: int,
                 augment: AugmentConfig | None = None, transfer_hash: str | None = None,
-                embedding_rows: str = "all", runtime: str = "torch") -> str:
+                embedding_rows: str = "all", runtime: str = "torch", contextual_layer: int | None = None) -> str:
     fields = {"format": FORMAT_VERSION, "teacher": teacher_fp, "data": data_hash,
               "task": task.to_dict(), "max_length": max_length,
               "augment": asdict(augment) if augment else None, "transfer": transfer_hash,
               "embedding_rows": embedding_rows}
+    if contextual_layer is not None:  # keys made without a contextual table stay valid
+        fields["contextual_layer"] = contextual_layer
     # Only int8 changes the labels: fp32 ONNX is checked to within 1e-3 of PyTorch (far below what
     # a student can learn from), so torch and onnx label sets share a key, reuse each other and
     # resume each other's chunks; keys made before --runtime existed stay valid.
@@ -82,6 +84,28 @@ def compute_key(teacher_fp: str, data_hash: str, task: Task, max_length: int,
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def resolve_layer(contextual_layer: str, model) -> int | None:
+    """--contextual-layer as a layer number of this teacher (None: 'none'); a one-line error if out of range."""
+    if contextual_layer == "none":
+        return None
+    try:
+        n = contextual.num_layers(model)
+    except ValueError:
+        if contextual_layer == "middle":  # a teacher without the usual config: no table, not a failure
+            return None
+        raise DistillError(f"--contextual-layer {contextual_layer}: the teacher's config has no "
+                           "num_hidden_layers; use --contextual-layer none") from None
+    if contextual_layer == "middle":
+        return contextual.default_layer(n)
+    try:
+        layer = int(contextual_layer)
+    except ValueError:
+        raise DistillError(f"--contextual-layer {contextual_layer}: write middle, none or a layer number") from None
+    if not 0 <= layer <= n:
+        raise DistillError(f"--contextual-layer {layer}: this teacher has layers 0 (its embeddings) to {n}")
+    return layer
+
+
 def label(
     teacher_name: str, task: Task, splits: dict[str, Split], output_dir: str | Path | None,
     max_length: int = 128, batch_size: int = 64, device: torch.device | None = None,
@@ -89,6 +113,7 @@ def label(
     augment: AugmentConfig | None = None, transfer: list[tuple[str, ...]] | None = None,
     transfer_source: str = "", embedding_rows: str = "all", runtime: str = "torch",
     threads: int | None = None, shard: tuple[int, int] | None = None, merge: list[str | Path] | None = None,
+    contextual_layer: str = "none",
 ) -> LabelSet | None:
     """Label `splits` with the teacher into `output_dir`, reusing a finished identical label set.
 
@@ -102,16 +127,18 @@ def label(
     `shard=(K, N)`: label only the chunks whose index (over all splits) % N == K-1, into the work
     folder, and return None; `merge`: shard output folders (or work folders) whose chunks join this
     one's, after which every chunk must be there (nothing is labelled) and the label set is written.
+    `contextual_layer`: 'middle', 'none' or a layer number: the layer whose hidden states, pooled per
+    token over the original training rows, are stored for `--embedding-init teacher-contextual`.
     """
     with contextlib.ExitStack() as held:  # the lock on the label set's folder, held until the end
         return _label(held, teacher_name, task, splits, output_dir, max_length, batch_size, device,
                       trust_remote_code, data_source, progress, augment, transfer, transfer_source, embedding_rows,
-                      runtime, threads, shard, merge)
+                      runtime, threads, shard, merge, contextual_layer)
 
 
 def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, max_length, batch_size, device,
            trust_remote_code, data_source, progress, augment, transfer, transfer_source, embedding_rows,
-           runtime, threads, shard, merge) -> LabelSet | None:
+           runtime, threads, shard, merge, contextual_layer) -> LabelSet | None:
     from distill.data.metrics import compute_metric
 
     if runtime not in onnx_teacher.RUNTIMES:
@@ -131,7 +158,8 @@ def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, m
     transfer_hash = None
     if transfer:
         transfer_hash = content_hash({"transfer": Split(transfer, np.full(len(transfer), -1))})
-    key = compute_key(teacher_fp, data_hash, task, max_length, augment, transfer_hash, embedding_rows, runtime)
+    layer = resolve_layer(contextual_layer, model)
+    key = compute_key(teacher_fp, data_hash, task, max_length, augment, transfer_hash, embedding_rows, runtime, layer)
     if output_dir is None:
         output_dir = cache_dir() / "labels" / f"{safe_name(task.name)}-{key[:16]}"
     output_dir = Path(output_dir)
@@ -286,9 +314,18 @@ def _label(held: contextlib.ExitStack, teacher_name, task, splits, output_dir, m
     used = None
     if embedding_rows == "used":
         used = used_token_ids(tokenizer, [t for split in splits.values() for t in split.texts], max_length)
+    table = None
+    if layer is not None:
+        t_ctx = time.perf_counter()
+        pooled = contextual.pool_rows(len(train))
+        table, seen = contextual.contextual_table(model, tokenizer, [train.texts[i] for i in pooled], layer,
+                                                  max_length, batch_size, device, used, progress)
+        manifest["contextual"] = {"layer": layer, "rows_pooled": len(pooled), "tokens_seen": seen,
+                                  "seconds": round(time.perf_counter() - t_ctx, 1)}
+        table = (table, layer)
     with staged(output_dir, "label-set") as tmp_dir:
         write_label_set(tmp_dir, manifest, splits, logits, tok_json, model.get_input_embeddings().weight,
-                        origin=origin, embedding_rows=used, source=source)
+                        origin=origin, embedding_rows=used, source=source, contextual=table)
     shutil.rmtree(work, ignore_errors=True)
     metric_txt = f"{dev_metric:.4f}" if dev_metric is not None else "n/a"
     if dev_metric is not None:

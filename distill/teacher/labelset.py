@@ -11,6 +11,9 @@ Layout of a label set folder (written by `distill.teacher.label`, read by `Label
     teacher_embeddings.safetensors  the teacher's word-embedding table (all rows, or the rows of
                                     tokens the texts use), int8 per row + scale, to initialise
                                     student embeddings without loading the teacher
+    [teacher_contextual.safetensors] the same rows, in the same format, of the teacher's hidden
+                                    states pooled per token over the original training rows
+                                    (distill.teacher.contextual); its metadata names the layer
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from distill.io import atomic_path, atomic_write_json, atomic_write_text, save_t
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "dev")  # in every label set
+CONTEXTUAL_FILE = "teacher_contextual.safetensors"
 OPTIONAL_SPLITS = ("test",)  # when the data has a labelled test split
 # the label set shipped in the package: `distill.train` trains on it when given no teacher or labels
 DEFAULT_LABELS = Path(__file__).resolve().parents[1] / "assets" / "sst2-minilm"
@@ -98,21 +102,15 @@ class LabelSet:
         A label set may store only the rows of tokens its texts use (`embedding_rows="used"`);
         the other rows are zero and `present` is False there."""
         p = self.path / "teacher_embeddings.safetensors"
+        return _read_table(p)[:2] if p.is_file() else None
+
+    def teacher_contextual(self):
+        """(table (V, D) float32, present (V,) bool, layer) of pooled hidden states, or None."""
+        p = self.path / CONTEXTUAL_FILE
         if not p.is_file():
             return None
-        import torch
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        t = load_file(str(p))
-        with safe_open(str(p), "pt") as f:
-            vocab = int((f.metadata() or {}).get("vocab_size", t["weight_int8"].shape[0]))
-        rows = t.get("rows", torch.arange(t["weight_int8"].shape[0]))
-        table = torch.zeros(vocab, t["weight_int8"].shape[1])
-        table[rows] = t["weight_int8"].float() * t["scale"][:, None]
-        present = torch.zeros(vocab, dtype=torch.bool)
-        present[rows] = True
-        return table, present
+        table, present, meta = _read_table(p)
+        return table, present, int(meta.get("layer", -1))
 
     @classmethod
     def load(cls, path: str | Path) -> LabelSet:
@@ -186,14 +184,52 @@ def write_split(path: Path, split: Split, logits: np.ndarray, origin: list[str] 
         pq.write_table(pa.table(columns), tmp, compression="zstd", compression_level=9)
 
 
+def _write_table(path: Path, table, rows=None, metadata: dict | None = None) -> None:
+    """A (V, D) table as int8 per row with an absmax scale, only `rows` of it (None: all).
+
+    4x smaller than float32, and the error (<0.4% of each row's largest entry) is far below what a
+    PCA down to the student's width discards."""
+    import torch
+
+    w = table.detach().float().cpu()
+    vocab = w.shape[0]
+    idx = torch.arange(vocab) if rows is None else torch.as_tensor(rows)
+    w = w[idx]
+    scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+    q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+    tensors = {"weight_int8": q, "scale": scale}
+    if rows is not None:
+        tensors["rows"] = idx.long()
+    save_tensors(path, tensors, metadata={"vocab_size": str(vocab), **(metadata or {})})
+
+
+def _read_table(path: Path):
+    """(table (V, D) float32, present (V,) bool, metadata) of a file `_write_table` wrote."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    t = load_file(str(path))
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    vocab = int(meta.get("vocab_size", t["weight_int8"].shape[0]))
+    rows = t.get("rows", torch.arange(t["weight_int8"].shape[0]))
+    table = torch.zeros(vocab, t["weight_int8"].shape[1])
+    table[rows] = t["weight_int8"].float() * t["scale"][:, None]
+    present = torch.zeros(vocab, dtype=torch.bool)
+    present[rows] = True
+    return table, present, meta
+
+
 def write_label_set(
     directory: Path, manifest: dict, splits: dict[str, Split], logits: dict[str, np.ndarray],
     tokenizer_json: str | None, embeddings=None, origin: dict[str, list[str]] | None = None,
-    embedding_rows=None, source: dict[str, np.ndarray] | None = None,
+    embedding_rows=None, source: dict[str, np.ndarray] | None = None, contextual=None,
 ) -> None:
     """Write every file of a label set into `directory` (a fresh temporary folder).
 
-    `embedding_rows`: store only these rows of the teacher's embedding table (None: all)."""
+    `embedding_rows`: store only these rows of the teacher's embedding table (None: all).
+    `contextual`: (table (V, D), layer) of pooled hidden states, stored with the same rows."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in splits:
         write_split(directory / f"{name}.parquet", splits[name], logits[name], (origin or {}).get(name),
@@ -201,18 +237,8 @@ def write_label_set(
     if tokenizer_json is not None:
         atomic_write_text(directory / "tokenizer.json", tokenizer_json)
     if embeddings is not None:
-        import torch
-
-        # int8 per row with an absmax scale: 4x smaller than float32, and the error (<0.4% of each
-        # row's largest entry) is far below what a PCA down to the student's width discards.
-        w = embeddings.detach().float().cpu()
-        vocab = w.shape[0]
-        rows = torch.arange(vocab) if embedding_rows is None else torch.as_tensor(embedding_rows)
-        w = w[rows]
-        scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
-        q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
-        tensors = {"weight_int8": q, "scale": scale}
-        if embedding_rows is not None:
-            tensors["rows"] = rows.long()
-        save_tensors(directory / "teacher_embeddings.safetensors", tensors, metadata={"vocab_size": str(vocab)})
+        _write_table(directory / "teacher_embeddings.safetensors", embeddings, embedding_rows)
+    if contextual is not None:
+        table, layer = contextual
+        _write_table(directory / CONTEXTUAL_FILE, table, embedding_rows, {"layer": str(layer)})
     atomic_write_json(directory / "manifest.json", manifest)  # last: its presence marks "complete"

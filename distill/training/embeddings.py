@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from distill.cli import progress_bar
 
-INITS = ("auto", "teacher-svd", "teacher-autoencoder", "random")
+INITS = ("auto", "teacher-svd", "teacher-contextual", "teacher-autoencoder", "random")
 METHODS = ("svd", "autoencoder")
 
 

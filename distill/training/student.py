@@ -79,17 +79,20 @@ def init_embeddings(model: torch.nn.Module, args, ls: LabelSet, tok: StudentToke
         init = "teacher-svd" if args.tokenizer == "teacher" else "random"
     if not init.startswith("teacher-"):
         return init
-    stored = ls.teacher_embeddings()
+    stored = ls.teacher_contextual() if init == "teacher-contextual" else ls.teacher_embeddings()
     if stored is None:
+        if init == "teacher-contextual":
+            raise DistillError(f"{ls.path} stores no contextual table; label with distill.label "
+                               "--contextual-layer middle, or use --embedding-init teacher-svd")
         raise DistillError(f"{ls.path} stores no teacher embeddings; use --embedding-init random")
-    table, present = stored
+    table, present = stored[:2]
     emb = model.embedding.weight
     n = pruned.old_size if pruned else emb.shape[0]  # the teacher tokenizer's vocabulary
     # Teachers often pad their table past the tokenizer's vocabulary; those rows are never used.
     if table.shape[0] < n:
         raise DistillError(f"the teacher's embedding table has {table.shape[0]} rows but the "
                            f"tokenizer has {n}; use --embedding-init random")
-    if init == "teacher-svd":
+    if init in ("teacher-svd", "teacher-contextual"):
         full = pca_table(table[:n], emb.shape[1], args.seed, present[:n])
     else:
         full = autoencoder_table(table[:n], emb.shape[1], args.seed, present[:n], progress=not args.no_progress)

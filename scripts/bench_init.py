@@ -1,0 +1,122 @@
+"""Benchmark: the students' table from the teacher's input embeddings, or from its pooled hidden states.
+
+    NLTK_DATA=../shared/data/nltk_data .venv/bin/python scripts/bench_init.py --jobs 2   # about 2 hours on 2 cores
+    .venv/bin/python scripts/bench_init.py --students cnn --jobs 2        # one student; finished runs are reused
+    .venv/bin/python scripts/bench_init.py --report-only                  # publish the finished runs
+
+1. `python -m distill.label` on SST-2 with the shipped teacher (../shared/teachers/minilm-sst2), made as the
+   shipped label set was (2 Tang copies per sentence, the used table rows) and with `--contextual-layer`:
+   the label set then stores both tables, so both arms learn the same logits on the same rows.
+2. Every student, as bench_quality's augmented arm (--steps optimiser steps, dev every --eval-every, --seeds
+   seeds), once with `--embedding-init teacher-svd` (the default: PCA of the teacher's input table) and once
+   with `--embedding-init teacher-contextual` (PCA of the hidden states after the layer, pooled per token
+   over the original training rows; Bommasani et al. 2020).
+Dev chooses; SST-2 has no labelled test split here. Resumable. Results go to scripts/results/bench_init.{json,md}
+and into README.md between the bench_init markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_quality import STUDENTS, _diff, _mean_std, collect, runs_of
+from benchlib import publish, run_jobs
+
+SHARED = ROOT.parent / "shared"
+INITS = ("teacher-svd", "teacher-contextual")
+
+
+def label_argv(labels: Path, layer: str) -> list[str]:
+    return ["--teacher", str(SHARED / "teachers" / "minilm-sst2"), "--task", "sst2",
+            "--data", str(SHARED / "data" / "glue" / "sst2"), "--augment", "tang", "--augment-copies", "2",
+            "--embedding-rows", "used", "--contextual-layer", layer, "--output-dir", str(labels), "--no-progress"]
+
+
+def render(rows: list[dict], contextual: dict, args) -> str:
+    lines = [f"SST-2 dev (MiniLM teacher {rows[0]['teacher']:.2f}; the shipped label set's rows and settings, "
+             f"labelled again to store the pooled table: layer {contextual['layer']} of 6, pooled over "
+             f"{contextual['rows_pooled']:,} training rows in {contextual['seconds']:.0f} s). Each run is "
+             f"bench_quality's augmented arm: {args.steps} steps, dev every {args.eval_every}."
+             if rows else "No run has finished.", "",
+             "| student | teacher-svd (default) | teacher-contextual | contextual - svd "
+             "| per seed (svd / contextual) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        s, c = r.get("teacher-svd"), r.get("teacher-contextual")
+        cell = [f"{m[0]:.2f} ± {m[1]:.2f} ({m[2]} seeds)" if m else "—" for m in (s, c)]
+        per_seed = " / ".join(", ".join(f"{x['metric']:.2f}" for x in sorted(r[f"{i}_runs"], key=lambda x: x["seed"]))
+                              for i in INITS)
+        diff = _diff(c[:2], s[:2]) if s and c and min(s[2], c[2]) >= 3 else "—"
+        lines.append(f"| {r['student']} | {cell[0]} | {cell[1]} | {diff} | {per_seed} |")
+    lines += ["", "Mean ± standard deviation over seeds, in points; a difference within the larger of the two "
+              "standard deviations is marked noise. Rerun: `NLTK_DATA=../shared/data/nltk_data "
+              ".venv/bin/python scripts/bench_init.py --jobs 2`."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--students", nargs="+", default=list(STUDENTS), choices=STUDENTS)
+    p.add_argument("--layer", default="middle", help="distill.label --contextual-layer (default: middle)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per arm (at least 3 for a comparison)")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps per run")
+    p.add_argument("--eval-every", type=int, default=100, help="steps between dev evaluations")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (one thread each when > 1)")
+    p.add_argument("--out", default=str(ROOT / "runs" / "init"), help="the label set and the runs")
+    p.add_argument("--report-only", action="store_true", help="run nothing: publish what has finished")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    labels = out / "labels" / "sst2"
+    if not args.report_only:
+        if not (SHARED / "teachers" / "minilm-sst2").is_dir():
+            sys.exit(f"error: {SHARED / 'teachers' / 'minilm-sst2'} is missing: this benchmark needs ../shared")
+        nltk = SHARED / "data" / "nltk_data"
+        if "NLTK_DATA" not in os.environ and nltk.is_dir():
+            os.environ["NLTK_DATA"] = str(nltk)  # the POS rule, as the shipped label set had it
+        run_jobs([(labels, label_argv(labels, args.layer) + (["--threads", "1"] if args.jobs > 1 else []))],
+                 1, "distill.label", done="manifest.json")
+    if not (labels / "manifest.json").is_file():
+        sys.exit(f"error: {labels} has no finished label set yet; run without --report-only")
+    contextual = json.loads((labels / "manifest.json").read_text()).get("contextual")
+    if contextual is None:
+        sys.exit(f"error: {labels} stores no contextual table; delete it and run again")
+
+    # runs interleaved by seed, so a partial benchmark has both arms of the first seeds
+    ns = argparse.Namespace(steps=args.steps, seeds=args.seeds, arms=["augmented"], eval_every=args.eval_every)
+    arms = {(s, i): runs_of("sst2", labels, out / i, argparse.Namespace(
+        **vars(ns), students=[s], train_flags=shlex.join(["--embedding-init", i])))
+        for s in args.students for i in INITS}
+    if not args.report_only:
+        order = sorted((args.students.index(s), seed, INITS.index(i), d, a)
+                       for (s, i), jobs in arms.items() for d, a, (_, _, seed) in jobs)
+        run_jobs([(d, a) for *_, d, a in order], args.jobs)
+    rows = []
+    for s in args.students:
+        row = {"student": s}
+        for i in INITS:
+            got = collect("sst2", arms[(s, i)], "dev")
+            cells = got["students"].get(s, {}).get("augmented", [])
+            if got["teacher"] is not None:
+                row["teacher"] = got["teacher"]
+            row[f"{i}_runs"] = cells
+            row[i] = (*_mean_std([c["metric"] for c in cells]), len(cells)) if cells else None
+        if "teacher" in row:
+            rows.append(row)
+    md = render(rows, contextual, args)
+    if args.steps < 200:  # a smoke test: shown, not published
+        print(md)
+        return
+    publish("bench_init", {"rows": rows, "contextual": contextual, "steps": args.steps,
+                           "eval_every": args.eval_every, "seeds": args.seeds}, md)
+
+
+if __name__ == "__main__":
+    main()
