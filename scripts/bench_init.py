@@ -1,18 +1,19 @@
-"""Benchmark: the students' table from the teacher's input embeddings, or from its pooled hidden states.
+"""Benchmark: the students' table from the teacher's input embeddings or its pooled hidden states, tuned or frozen.
 
-    NLTK_DATA=../shared/data/nltk_data .venv/bin/python scripts/bench_init.py --jobs 2   # about 2 hours on 2 cores
-    .venv/bin/python scripts/bench_init.py --students cnn --jobs 2        # one student; finished runs are reused
-    .venv/bin/python scripts/bench_init.py --report-only                  # publish the finished runs
+    export NLTK_DATA=../shared/data/nltk_data
+    .venv/bin/python scripts/bench_init.py --students cnn --jobs 2                    # all four arms: ~25 min
+    .venv/bin/python scripts/bench_init.py --students bilstm transformer --arms svd contextual --jobs 2   # ~1.2 h
+    .venv/bin/python scripts/bench_init.py --report-only                   # publish what has finished
 
 1. `python -m distill.label` on SST-2 with the shipped teacher (../shared/teachers/minilm-sst2), made as the
    shipped label set was (2 Tang copies per sentence, the used table rows) and with `--contextual-layer`:
-   the label set then stores both tables, so both arms learn the same logits on the same rows.
-2. Every student, as bench_quality's augmented arm (--steps optimiser steps, dev every --eval-every, --seeds
-   seeds), once with `--embedding-init teacher-svd` (the default: PCA of the teacher's input table) and once
-   with `--embedding-init teacher-contextual` (PCA of the hidden states after the layer, pooled per token
-   over the original training rows; Bommasani et al. 2020).
-Dev chooses; SST-2 has no labelled test split here. Resumable. Results go to scripts/results/bench_init.{json,md}
-and into README.md between the bench_init markers.
+   the label set then stores both tables, so every arm learns the same logits on the same rows.
+2. Each student as bench_quality's augmented arm (--steps optimiser steps, dev every --eval-every, --seeds
+   seeds) in up to four arms: `--embedding-init teacher-svd` (the default: PCA of the teacher's input table),
+   `teacher-contextual` (PCA of the hidden states after the layer, pooled per token over the original
+   training rows; Bommasani et al. 2020), and each of them with `--freeze-embeddings` (Kim 2014's static).
+Every finished arm of every student is reported. Dev chooses; SST-2 has no labelled test split here.
+Resumable. Results go to scripts/results/bench_init.{json,md} and into README.md between its markers.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from bench_quality import STUDENTS, _diff, _mean_std, collect, runs_of
 from benchlib import publish, run_jobs
 
 SHARED = ROOT.parent / "shared"
-INITS = ("teacher-svd", "teacher-contextual")
+ARMS = {  # arm: distill.train flags
+    "svd": ["--embedding-init", "teacher-svd"],  # the default
+    "contextual": ["--embedding-init", "teacher-contextual"],
+    "svd-frozen": ["--embedding-init", "teacher-svd", "--freeze-embeddings"],  # Kim's static
+    "contextual-frozen": ["--embedding-init", "teacher-contextual", "--freeze-embeddings"],
+}
+COMPARED = (("contextual", "svd"), ("svd-frozen", "svd"), ("contextual-frozen", "contextual"))
 
 
 def label_argv(labels: Path, layer: str) -> list[str]:
@@ -44,20 +51,20 @@ def render(rows: list[dict], contextual: dict, args) -> str:
     lines = [f"SST-2 dev (MiniLM teacher {rows[0]['teacher']:.2f}; the shipped label set's rows and settings, "
              f"labelled again to store the pooled table: layer {contextual['layer']} of 6, pooled over "
              f"{contextual['rows_pooled']:,} training rows in {contextual['seconds']:.0f} s). Each run is "
-             f"bench_quality's augmented arm: {args.steps} steps, dev every {args.eval_every}."
+             f"bench_quality's augmented arm: {args.steps} steps, dev every {args.eval_every}; frozen: "
+             f"`--freeze-embeddings` (Kim's static)."
              if rows else "No run has finished.", "",
-             "| student | teacher-svd (default) | teacher-contextual | contextual - svd "
-             "| per seed (svd / contextual) |",
-             "|---|---|---|---|---|"]
+             "| student | " + " | ".join(ARMS) + " | " + " | ".join(f"{a} - {b}" for a, b in COMPARED) + " |",
+             "|---|" + "---|" * (len(ARMS) + len(COMPARED))]
     for r in rows:
-        s, c = r.get("teacher-svd"), r.get("teacher-contextual")
-        cell = [f"{m[0]:.2f} ± {m[1]:.2f} ({m[2]} seeds)" if m else "—" for m in (s, c)]
-        per_seed = " / ".join(", ".join(f"{x['metric']:.2f}" for x in sorted(r[f"{i}_runs"], key=lambda x: x["seed"]))
-                              for i in INITS)
-        diff = _diff(c[:2], s[:2]) if s and c and min(s[2], c[2]) >= 3 else "—"
-        lines.append(f"| {r['student']} | {cell[0]} | {cell[1]} | {diff} | {per_seed} |")
-    lines += ["", "Mean ± standard deviation over seeds, in points; a difference within the larger of the two "
-              "standard deviations is marked noise. Rerun: `NLTK_DATA=../shared/data/nltk_data "
+        stats = {a: r.get(a) for a in ARMS}
+        cells = [f"{m[0]:.2f} ± {m[1]:.2f}" + (f" ({m[2]} seeds)" if m[2] != args.seeds else "") if m else "—"
+                 for m in stats.values()]
+        diffs = [_diff(stats[a][:2], stats[b][:2]) if stats[a] and stats[b] and min(stats[a][2], stats[b][2]) >= 3
+                 else "—" for a, b in COMPARED]
+        lines.append(f"| {r['student']} | " + " | ".join(cells + diffs) + " |")
+    lines += ["", f"Mean ± standard deviation over {args.seeds} seeds, in points (— : not run); a difference within "
+              "the larger of the two standard deviations is marked noise. Rerun: `NLTK_DATA=../shared/data/nltk_data "
               ".venv/bin/python scripts/bench_init.py --jobs 2`."]
     return "\n".join(lines) + "\n"
 
@@ -65,6 +72,8 @@ def render(rows: list[dict], contextual: dict, args) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--students", nargs="+", default=list(STUDENTS), choices=STUDENTS)
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS),
+                   help="arms to run (every finished arm is reported)")
     p.add_argument("--layer", default="middle", help="distill.label --contextual-layer (default: middle)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm (at least 3 for a comparison)")
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps per run")
@@ -89,25 +98,26 @@ def main(argv=None) -> None:
     if contextual is None:
         sys.exit(f"error: {labels} stores no contextual table; delete it and run again")
 
-    # runs interleaved by seed, so a partial benchmark has both arms of the first seeds
+    # every student and arm is collected; only --students x --arms are run, interleaved by seed, so that a
+    # partial benchmark has every arm of its first seeds
     ns = argparse.Namespace(steps=args.steps, seeds=args.seeds, arms=["augmented"], eval_every=args.eval_every)
-    arms = {(s, i): runs_of("sst2", labels, out / i, argparse.Namespace(
-        **vars(ns), students=[s], train_flags=shlex.join(["--embedding-init", i])))
-        for s in args.students for i in INITS}
+    jobs = {(s, a): runs_of("sst2", labels, out / a, argparse.Namespace(
+        **vars(ns), students=[s], train_flags=shlex.join(flags))) for s in STUDENTS for a, flags in ARMS.items()}
     if not args.report_only:
-        order = sorted((args.students.index(s), seed, INITS.index(i), d, a)
-                       for (s, i), jobs in arms.items() for d, a, (_, _, seed) in jobs)
-        run_jobs([(d, a) for *_, d, a in order], args.jobs)
+        order = sorted((args.students.index(s), seed, list(ARMS).index(a), d, argv)
+                       for (s, a), runs in jobs.items() if s in args.students and a in args.arms
+                       for d, argv, (_, _, seed) in runs)
+        run_jobs([(d, argv) for *_, d, argv in order], args.jobs)
     rows = []
-    for s in args.students:
+    for s in STUDENTS:
         row = {"student": s}
-        for i in INITS:
-            got = collect("sst2", arms[(s, i)], "dev")
+        for a in ARMS:
+            got = collect("sst2", jobs[(s, a)], "dev")
             cells = got["students"].get(s, {}).get("augmented", [])
             if got["teacher"] is not None:
                 row["teacher"] = got["teacher"]
-            row[f"{i}_runs"] = cells
-            row[i] = (*_mean_std([c["metric"] for c in cells]), len(cells)) if cells else None
+            row[f"{a}_runs"] = cells
+            row[a] = (*_mean_std([c["metric"] for c in cells]), len(cells)) if cells else None
         if "teacher" in row:
             rows.append(row)
     md = render(rows, contextual, args)
