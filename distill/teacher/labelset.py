@@ -31,8 +31,8 @@ from distill.io import atomic_path, atomic_write_json, atomic_write_text, save_t
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "dev")  # in every label set
-CONTEXTUAL_FILE = "teacher_contextual.safetensors"
 OPTIONAL_SPLITS = ("test",)  # when the data has a labelled test split
+CONTEXTUAL_FILE = "teacher_contextual.safetensors"
 # the label set shipped in the package: `distill.train` trains on it when given no teacher or labels
 DEFAULT_LABELS = Path(__file__).resolve().parents[1] / "assets" / "sst2-minilm"
 

@@ -80,7 +80,9 @@ def label_set_for(args, device: torch.device) -> LabelSet:
         ls = label(args.teacher, task, splits, None, max_length=args.teacher_max_length,
                    batch_size=args.label_batch_size, device=device, trust_remote_code=args.trust_remote_code,
                    data_source=args.data_source or f"glue/{task.name}", progress=not args.no_progress,
-                   augment=augment, transfer=transfer, transfer_source=args.transfer_file or "")
+                   augment=augment, transfer=transfer, transfer_source=args.transfer_file or "",
+                   contextual_layer="middle" if getattr(args, "embedding_init", "") == "teacher-contextual"
+                   else "none")
     else:
         if not (DEFAULT_LABELS / "manifest.json").is_file():
             raise DistillError(f"the shipped label set is missing from {DEFAULT_LABELS}; reinstall "

@@ -1,5 +1,7 @@
 """The contextual table: pooled hidden states per token, stored by distill.label, used by --embedding-init."""
 
+import json
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from distill.data import load_splits, resolve_task
 from distill.errors import DistillError
 from distill.teacher import labelling
 from distill.teacher.contextual import contextual_table, pool_rows
+from distill.teacher.labelset import LabelSet
 
 
 @pytest.fixture
@@ -107,3 +110,16 @@ def test_train_without_a_stored_table_says_how_to_get_one(tiny_teacher, sst, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert "stores no contextual table" in err[-1] and "--contextual-layer middle" in err[-1]
     assert not (tmp_path / "run").exists()
+
+
+def test_train_with_a_teacher_labels_the_table_it_was_asked_to_start_from(tiny_teacher, sst_dir, tmp_path):
+    from distill.train import main as train_main
+
+    out = tmp_path / "run"
+    train_main(["--teacher", str(tiny_teacher), "--task", "sst2", "--data", str(sst_dir), "--augment", "none",
+                "--student", "cnn", "--embedding-init", "teacher-contextual", "--max-steps", "1",
+                "--output-dir", str(out), "--no-progress", "--latency-repeats", "1",
+                "--student-config", '{"num_filters": 4, "filter_widths": [2]}'])
+    made = LabelSet.load(json.loads((out / "config.json").read_text())["label_set"]["path"])
+    n_layers = made.teacher["config"]["num_hidden_layers"]
+    assert made.teacher_contextual() is not None and made.manifest["contextual"]["layer"] == n_layers // 2
