@@ -25,7 +25,9 @@ def _wait_for(db, name, n, proc, timeout=180.0):
             trials = trials_of(f"sqlite:///{db}", name) if db.is_file() else []
         except KeyError:  # the study is not created yet
             trials = []
-        except sqlalchemy.exc.OperationalError:  # the search is creating the database's tables right now
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+            # the search is creating the database's tables right now, and this reader raced it to do the same
+            # (the search itself retries: search.storage.open_storage)
             trials = []
         if sum(t.state in FINISHED for t in trials) >= n:
             return
