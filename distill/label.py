@@ -64,7 +64,8 @@ class LabelArgs(AugmentFlags, DataFlags):
         "also store, for the same rows, the teacher's hidden states after this layer pooled per token over the "
         "original training rows (at most 100,000), for --embedding-init teacher-contextual: 'none' (the "
         "default: on SST-2 it measured as noise against the input table, for a few minutes of teacher time), "
-        "'middle' (layer 3 of 6), or a number from 0 (the embedding layer) to the teacher's depth"))
+        "'middle' (half the teacher's depth: layer 3 of MiniLM-L6's 6), or a number from 0 (the embedding "
+        "layer) to the teacher's depth"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
