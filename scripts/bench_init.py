@@ -64,8 +64,8 @@ def render(rows: list[dict], contextual: dict, args) -> str:
                  else "—" for a, b in COMPARED]
         lines.append(f"| {r['student']} | " + " | ".join(cells + diffs) + " |")
     lines += ["", f"Mean ± standard deviation over {args.seeds} seeds, in points (— : not run); a difference within "
-              "the larger of the two standard deviations is marked noise. Rerun: `NLTK_DATA=../shared/data/nltk_data "
-              ".venv/bin/python scripts/bench_init.py --jobs 2`."]
+              "the larger of the two standard deviations is marked noise. Rerun: the commands in this script's "
+              "docstring (`scripts/bench_init.py`)."]
     return "\n".join(lines) + "\n"
 
 
