@@ -63,7 +63,8 @@ def render(rows: list[dict], contextual: dict, args) -> str:
         diffs = [_diff(stats[a][:2], stats[b][:2]) if stats[a] and stats[b] and min(stats[a][2], stats[b][2]) >= 3
                  else "—" for a, b in COMPARED]
         lines.append(f"| {r['student']} | " + " | ".join(cells + diffs) + " |")
-    lines += ["", f"Mean ± standard deviation over {args.seeds} seeds, in points (— : not run); a difference within "
+    lines += ["", f"Mean ± standard deviation over {args.seeds} seeds unless a cell says otherwise, in points "
+              "(— : not run); a difference within "
               "the larger of the two standard deviations is marked noise. Rerun: the commands in this script's "
               "docstring (`scripts/bench_init.py`)."]
     return "\n".join(lines) + "\n"
