@@ -62,8 +62,8 @@ class LabelArgs(AugmentFlags, DataFlags):
         "tokens the texts contain: a much smaller label set; unseen tokens start random)"))
     contextual_layer: str = field(default="none", metadata=_help(
         "also store, for the same rows, the teacher's hidden states after this layer pooled per token over the "
-        "original training rows (at most 100,000), for --embedding-init teacher-contextual: 'none' (the "
-        "default: on SST-2 it measured as noise against the input table, for a few minutes of teacher time), "
+        "original training rows (at most 100,000), for --embedding-init teacher-contextual (the BiLSTM's "
+        "default start when the label set has it): 'none' (the default; one more teacher pass over the rows), "
         "'middle' (half the teacher's depth: layer 3 of MiniLM-L6's 6), or a number from 0 (the embedding "
         "layer) to the teacher's depth"))
 

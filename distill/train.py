@@ -127,7 +127,8 @@ class TrainArgs(AugmentFlags, DataFlags):
         "student embeddings: 'teacher-svd' (PCA of the teacher's word embeddings), 'teacher-contextual' "
         "(PCA of the teacher's hidden states pooled per token over the training rows, stored by distill.label), "
         "'teacher-autoencoder' (the code of a direction-loss autoencoder of them, Bałazy et al. "
-        "2021; trained once, cached), 'random', or 'auto' (teacher-svd with the teacher's tokenizer)"))
+        "2021; trained once, cached), 'random', or 'auto' (with the teacher's tokenizer: teacher-contextual for "
+        "the BiLSTM when the label set has it, else teacher-svd; random with a word vocabulary)"))
     freeze_embeddings: bool = field(default=False, metadata=_help(
         "keep the student's token table as --embedding-init made it (Kim 2014's CNN-static); "
         "default: train it with the rest of the student (non-static)"))

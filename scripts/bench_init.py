@@ -1,9 +1,10 @@
 """Benchmark: the students' table from the teacher's input embeddings or its pooled hidden states, tuned or frozen.
 
     export NLTK_DATA=../shared/data/nltk_data
-    .venv/bin/python scripts/bench_init.py --students cnn --jobs 2                    # all four arms: ~25 min
-    .venv/bin/python scripts/bench_init.py --students bilstm transformer --arms svd contextual --jobs 2   # ~1.2 h
-    .venv/bin/python scripts/bench_init.py --report-only                   # publish what has finished
+    .venv/bin/python scripts/bench_init.py --students cnn --jobs 2     # the label set (~22 min), 4 arms x 3 seeds
+    .venv/bin/python scripts/bench_init.py --students bilstm transformer --arms svd contextual --jobs 2   # ~25 min
+    .venv/bin/python scripts/bench_init.py --students cnn bilstm --arms svd contextual --seeds 6 --jobs 2  # 3 more
+    .venv/bin/python scripts/bench_init.py --report-only --seeds 6     # publish every finished run
 
 1. `python -m distill.label` on SST-2 with the shipped teacher (../shared/teachers/minilm-sst2), made as the
    shipped label set was (2 Tang copies per sentence, the used table rows) and with `--contextual-layer`:

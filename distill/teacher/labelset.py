@@ -104,6 +104,10 @@ class LabelSet:
         p = self.path / "teacher_embeddings.safetensors"
         return _read_table(p)[:2] if p.is_file() else None
 
+    @property
+    def has_contextual(self) -> bool:
+        return (self.path / CONTEXTUAL_FILE).is_file()
+
     def teacher_contextual(self):
         """(table (V, D) float32, present (V,) bool, layer) of pooled hidden states, or None."""
         p = self.path / CONTEXTUAL_FILE

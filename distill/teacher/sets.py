@@ -60,6 +60,14 @@ def teacher_summary(ls: LabelSet) -> str | None:
     return text + (f"\nwarning: the teacher seems to have learned nothing: {why}" if why else "")
 
 
+def _wants_contextual(args) -> bool:
+    """Whether the students asked for start from the teacher's pooled hidden states (then labelling stores them)."""
+    from distill.training.embeddings import wants_contextual
+
+    return wants_contextual(str(getattr(args, "student", "")).split(","), getattr(args, "embedding_init", "auto"),
+                            getattr(args, "tokenizer", "teacher"))
+
+
 def label_set_for(args, device: torch.device) -> LabelSet:
     """The label set a training command trains on: --labels, or the teacher's (labelled now, or found in
     the cache by its key), or the shipped SST-2 one. `args` has the fields of DataFlags and AugmentFlags
@@ -81,8 +89,7 @@ def label_set_for(args, device: torch.device) -> LabelSet:
                    batch_size=args.label_batch_size, device=device, trust_remote_code=args.trust_remote_code,
                    data_source=args.data_source or f"glue/{task.name}", progress=not args.no_progress,
                    augment=augment, transfer=transfer, transfer_source=args.transfer_file or "",
-                   contextual_layer="middle" if getattr(args, "embedding_init", "") == "teacher-contextual"
-                   else "none")
+                   contextual_layer="middle" if _wants_contextual(args) else "none")
     else:
         if not (DEFAULT_LABELS / "manifest.json").is_file():
             raise DistillError(f"the shipped label set is missing from {DEFAULT_LABELS}; reinstall "

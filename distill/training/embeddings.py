@@ -30,6 +30,28 @@ import torch.nn.functional as F
 from distill.cli import progress_bar
 
 INITS = ("auto", "teacher-svd", "teacher-contextual", "teacher-autoencoder", "random")
+# What --embedding-init auto starts a student from with the teacher's tokenizer, where it is not teacher-svd:
+# chosen on SST-2 dev by scripts/bench_init.py (README: The table from the teacher's hidden states). The BiLSTM
+# gained from the pooled hidden states beyond the spread of its seeds; the CNN and the transformer did not.
+AUTO_INIT = {"bilstm": "teacher-contextual"}
+
+
+def auto_init(student: str, tokenizer: str, has_contextual: bool) -> str:
+    """The init `auto` means for this student: random with a word vocabulary (there is no teacher table),
+    else the student's choice in AUTO_INIT when the label set holds that table, else teacher-svd."""
+    if tokenizer != "teacher":
+        return "random"
+    if AUTO_INIT.get(student) == "teacher-contextual" and has_contextual:
+        return "teacher-contextual"
+    return "teacher-svd"
+
+
+def wants_contextual(students: list[str], embedding_init: str, tokenizer: str) -> bool:
+    """Whether a label set made for these students should store the contextual table."""
+    if embedding_init == "teacher-contextual":
+        return True
+    return embedding_init == "auto" and tokenizer == "teacher" and any(
+        AUTO_INIT.get(s) == "teacher-contextual" for s in students)
 METHODS = ("svd", "autoencoder")
 
 

@@ -23,7 +23,7 @@ from distill.data.tokenizer import StudentTokenizer, from_teacher, train_word_le
 from distill.data.vocab import Pruned
 from distill.errors import DistillError
 from distill.teacher.labelset import LabelSet
-from distill.training.embeddings import autoencoder_table, pca_table
+from distill.training.embeddings import auto_init, autoencoder_table, pca_table
 
 
 def make_tokenizer(args, ls: LabelSet) -> StudentTokenizer:
@@ -76,7 +76,7 @@ def init_embeddings(model: torch.nn.Module, args, ls: LabelSet, tok: StudentToke
     same vector for every token they share. `random` keeps the student's own initialisation."""
     init = args.embedding_init
     if init == "auto":
-        init = "teacher-svd" if args.tokenizer == "teacher" else "random"
+        init = auto_init(args.student, args.tokenizer, ls.has_contextual)
     if not init.startswith("teacher-"):
         return init
     stored = ls.teacher_contextual() if init == "teacher-contextual" else ls.teacher_embeddings()

@@ -123,3 +123,34 @@ def test_train_with_a_teacher_labels_the_table_it_was_asked_to_start_from(tiny_t
     made = LabelSet.load(json.loads((out / "config.json").read_text())["label_set"]["path"])
     n_layers = made.teacher["config"]["num_hidden_layers"]
     assert made.teacher_contextual() is not None and made.manifest["contextual"]["layer"] == n_layers // 2
+
+
+TINY = {"bilstm": '{"hidden": 4, "mlp_hidden": 4}', "cnn": '{"num_filters": 4, "filter_widths": [2]}'}
+
+
+@pytest.mark.parametrize("student,with_table,want", [
+    ("bilstm", True, "teacher-contextual"), ("bilstm", False, "teacher-svd"), ("cnn", True, "teacher-svd")])
+def test_auto_starts_each_student_from_its_chosen_table(tiny_teacher, sst, tmp_path, student, with_table, want):
+    from distill.train import main as train_main
+
+    task, splits = sst
+    ls = labelling.label(str(tiny_teacher), task, splits, tmp_path / "ls", progress=False,
+                         contextual_layer="middle" if with_table else "none")
+    out = tmp_path / "run"
+    train_main(["--labels", str(ls.path), "--student", student, "--student-config", TINY[student], "--embed-dim", "8",
+                "--max-steps", "1", "--output-dir", str(out), "--no-progress", "--latency-repeats", "1"])
+    assert json.loads((out / "config.json").read_text())["embedding_init"] == want
+
+
+def test_train_with_a_teacher_labels_the_table_when_auto_wants_it(tiny_teacher, sst_dir, tmp_path):
+    from distill.train import main as train_main
+
+    runs = {}
+    for student in ("bilstm", "cnn"):
+        out = tmp_path / student
+        train_main(["--teacher", str(tiny_teacher), "--task", "sst2", "--data", str(sst_dir), "--augment", "none",
+                    "--student", student, "--student-config", TINY[student], "--embed-dim", "8", "--max-steps", "1",
+                    "--output-dir", str(out),
+                    "--no-progress", "--latency-repeats", "1"])
+        runs[student] = LabelSet.load(json.loads((out / "config.json").read_text())["label_set"]["path"])
+    assert runs["bilstm"].has_contextual and not runs["cnn"].has_contextual  # the CNN's set: no extra pass

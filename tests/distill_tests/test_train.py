@@ -220,7 +220,10 @@ def test_shipped_label_set_is_real_sst2_from_the_minilm_teacher():
     assert agree == pytest.approx(m["teacher"]["dev_metric"])
     table, present = ls.teacher_embeddings()
     assert table.shape == (30522, 384) and present.sum() > 5000
-    assert sum(f.stat().st_size for f in Path(DEFAULT_LABELS).iterdir()) < 20e6
+    contextual, same_rows, layer = ls.teacher_contextual()  # the BiLSTM's default start (--embedding-init auto)
+    assert contextual.shape == table.shape and torch.equal(same_rows, present) and layer == 3
+    assert not torch.allclose(contextual[present], table[present])
+    assert sum(f.stat().st_size for f in Path(DEFAULT_LABELS).iterdir()) < 15e6  # issue 14: package data < 15 MB
 
 
 @pytest.mark.shared
