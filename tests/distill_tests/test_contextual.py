@@ -154,3 +154,15 @@ def test_train_with_a_teacher_labels_the_table_when_auto_wants_it(tiny_teacher, 
                     "--no-progress", "--latency-repeats", "1"])
         runs[student] = LabelSet.load(json.loads((out / "config.json").read_text())["label_set"]["path"])
     assert runs["bilstm"].has_contextual and not runs["cnn"].has_contextual  # the CNN's set: no extra pass
+
+
+def test_the_label_command_stores_the_layer_it_is_given(tiny_teacher, sst_dir, tmp_path, capsys):
+    from distill import label
+
+    label.main(["--teacher", str(tiny_teacher), "--task", "sst2", "--data", str(sst_dir), "--augment", "none",
+                "--contextual-layer", "1", "--output-dir", str(tmp_path / "ls"), "--no-progress"])
+    assert LabelSet.load(tmp_path / "ls").teacher_contextual()[2] == 1
+    with pytest.raises(SystemExit) as e:
+        label.main(["--teacher", str(tiny_teacher), "--task", "sst2", "--data", str(sst_dir),
+                    "--contextual-layer", "top", "--output-dir", str(tmp_path / "bad"), "--no-progress"])
+    assert e.value.code == 2 and "--contextual-layer top" in capsys.readouterr().err
