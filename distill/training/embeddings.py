@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from distill.cli import progress_bar
 
 INITS = ("auto", "teacher-svd", "teacher-contextual", "teacher-autoencoder", "random")
+METHODS = ("svd", "autoencoder")
 # What --embedding-init auto starts a student from with the teacher's tokenizer, where it is not teacher-svd:
 # chosen on SST-2 dev by scripts/bench_init.py (README: The table from the teacher's hidden states). The BiLSTM
 # gained from the pooled hidden states beyond the spread of its seeds; the CNN and the transformer did not.
@@ -52,7 +53,6 @@ def wants_contextual(students: list[str], embedding_init: str, tokenizer: str) -
         return True
     return embedding_init == "auto" and tokenizer == "teacher" and any(
         AUTO_INIT.get(s) == "teacher-contextual" for s in students)
-METHODS = ("svd", "autoencoder")
 
 
 def _unit_rms(x: torch.Tensor) -> torch.Tensor:
