@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bench_init.py --students cnn --jobs 2     # the label set (~22 min), 4 arms x 3 seeds
     .venv/bin/python scripts/bench_init.py --students bilstm transformer --arms svd contextual --jobs 2   # ~25 min
     .venv/bin/python scripts/bench_init.py --students cnn bilstm --arms svd contextual --seeds 6 --jobs 2  # 3 more
+    .venv/bin/python scripts/bench_init.py --students bilstm transformer --arms svd-frozen contextual-frozen --jobs 2
     .venv/bin/python scripts/bench_init.py --report-only --seeds 6     # publish every finished run
 
 1. `python -m distill.label` on SST-2 with the shipped teacher (../shared/teachers/minilm-sst2), made as the
