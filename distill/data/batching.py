@@ -66,6 +66,19 @@ def length_bucketed_batches(
     return [batches[i] for i in order]
 
 
+def longest_first_batches(tokenizer, texts: list[tuple[str, ...]], max_length: int, batch_size: int,
+                          return_tensors: str = "pt"):
+    """(row indices, padded encoding) of `texts` (tuples: one text, or a pair) through a Hugging Face
+    tokenizer, in batches of similar length, longest first: the teacher's passes over a split."""
+    cols = list(zip(*texts))
+    lengths = np.asarray([len(x) for x in tokenizer(*cols, truncation=True, max_length=max_length)["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        yield idx, tokenizer(*([c[j] for j in idx] for c in cols), truncation=True, max_length=max_length,
+                             padding=True, return_tensors=return_tensors)
+
+
 @dataclass
 class Encoded:
     """A split as token ids in flat arrays, ready to batch (no per-row Python lists).

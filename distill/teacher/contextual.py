@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from distill.cli import progress_bar
+from distill.data.batching import longest_first_batches
 
 MAX_ROWS = 100_000  # original rows pooled at most (evenly spaced): a few minutes of teacher time on a CPU
 
@@ -58,17 +59,12 @@ def contextual_table(model, tokenizer, texts: list[tuple[str, ...]], layer: int,
     dim = model.config.hidden_size
     sums = torch.zeros(vocab, dim, dtype=torch.float64)
     counts = torch.zeros(vocab, dtype=torch.float64)
-    cols = list(zip(*texts))
-    lengths = np.asarray([len(x) for x in tokenizer(*cols, truncation=True, max_length=max_length)["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")
     was_training = model.training
     model.eval()
     with progress_bar(total=len(texts), desc="contextual table", unit="row", disable=not progress,
                       mininterval=1.0) as bar:
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            enc = tokenizer(*([c[j] for j in idx] for c in cols), truncation=True, max_length=max_length,
-                            padding=True, return_tensors="pt").to(device)
+        for idx, enc in longest_first_batches(tokenizer, texts, max_length, batch_size):
+            enc = enc.to(device)
             hidden = model(**enc, output_hidden_states=True).hidden_states[layer]
             keep = enc["attention_mask"].reshape(-1).bool()
             ids = enc["input_ids"].reshape(-1)[keep].cpu()

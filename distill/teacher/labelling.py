@@ -23,6 +23,7 @@ import torch
 
 from distill.cli import progress_bar
 from distill.data.augment import MASK, AugmentConfig, augment_split, rules
+from distill.data.batching import longest_first_batches
 from distill.data.metrics import majority_baseline
 from distill.data.sources import content_hash
 from distill.data.tasks import Split, Task, safe_name
@@ -42,16 +43,9 @@ def predict_logits(model, tokenizer, texts: list[tuple[str, ...]], max_length: i
     mask_token = getattr(tokenizer, "mask_token", None) or tokenizer.unk_token
     if mask_token != MASK:  # augmented words masked with our placeholder: the teacher's own mask
         texts = [tuple(t.replace(MASK, mask_token) for t in row) for row in texts]
-    cols = list(zip(*texts))
-    lengths = np.asarray([len(x) for x in tokenizer(*cols, truncation=True,
-                                                     max_length=max_length)["input_ids"]])
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    order = np.argsort(-lengths, kind="stable")
     on_ort = isinstance(model, onnx_teacher.OnnxTeacher)  # the same batches, run by ONNX Runtime
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        enc = tokenizer(*([c[j] for j in idx] for c in cols), truncation=True, max_length=max_length,
-                        padding=True, return_tensors="np" if on_ort else "pt")
+    for idx, enc in longest_first_batches(tokenizer, texts, max_length, batch_size, "np" if on_ort else "pt"):
         out[idx] = model(enc) if on_ort else model(**enc.to(device)).logits.float().cpu().numpy()
     return out
 
