@@ -11,7 +11,8 @@
    shipped label set was (2 Tang copies per sentence, the used table rows) and with `--contextual-layer`:
    the label set then stores both tables, so every arm learns the same logits on the same rows.
 2. Each student as bench_quality's augmented arm (--steps optimiser steps, dev every --eval-every, --seeds
-   seeds) in up to four arms: `--embedding-init teacher-svd` (the default: PCA of the teacher's input table),
+   seeds) in up to four arms: `--embedding-init teacher-svd` (PCA of the teacher's input table: the CNN's and
+   the transformer's default, the BiLSTM's before this benchmark chose),
    `teacher-contextual` (PCA of the hidden states after the layer, pooled per token over the original
    training rows; Bommasani et al. 2020), and each of them with `--freeze-embeddings` (Kim 2014's static).
 Every finished arm of every student is reported. Dev chooses; SST-2 has no labelled test split here.
@@ -35,7 +36,7 @@ from benchlib import publish, run_jobs
 
 SHARED = ROOT.parent / "shared"
 ARMS = {  # arm: distill.train flags
-    "svd": ["--embedding-init", "teacher-svd"],  # the default
+    "svd": ["--embedding-init", "teacher-svd"],
     "contextual": ["--embedding-init", "teacher-contextual"],
     "svd-frozen": ["--embedding-init", "teacher-svd", "--freeze-embeddings"],  # Kim's static
     "contextual-frozen": ["--embedding-init", "teacher-contextual", "--freeze-embeddings"],
@@ -49,9 +50,9 @@ def label_argv(labels: Path, layer: str) -> list[str]:
             "--embedding-rows", "used", "--contextual-layer", layer, "--output-dir", str(labels), "--no-progress"]
 
 
-def render(rows: list[dict], contextual: dict, args) -> str:
+def render(rows: list[dict], contextual: dict, depth: int, args) -> str:
     lines = [f"SST-2 dev (MiniLM teacher {rows[0]['teacher']:.2f}; the shipped label set's rows and settings, "
-             f"labelled again to store the pooled table: layer {contextual['layer']} of 6, pooled over "
+             f"labelled again to store the pooled table: layer {contextual['layer']} of {depth}, pooled over "
              f"{contextual['rows_pooled']:,} training rows in {contextual['seconds']:.0f} s). Each run is "
              f"bench_quality's augmented arm: {args.steps} steps, dev every {args.eval_every}; frozen: "
              f"`--freeze-embeddings` (Kim's static)."
@@ -97,7 +98,8 @@ def main(argv=None) -> None:
                  1, "distill.label", done="manifest.json")
     if not (labels / "manifest.json").is_file():
         sys.exit(f"error: {labels} has no finished label set yet; run without --report-only")
-    contextual = json.loads((labels / "manifest.json").read_text()).get("contextual")
+    manifest = json.loads((labels / "manifest.json").read_text())
+    contextual, depth = manifest.get("contextual"), manifest["teacher"]["config"]["num_hidden_layers"]
     if contextual is None:
         sys.exit(f"error: {labels} stores no contextual table; delete it and run again")
 
@@ -123,7 +125,7 @@ def main(argv=None) -> None:
             row[a] = (*_mean_std([c["metric"] for c in cells]), len(cells)) if cells else None
         if "teacher" in row:
             rows.append(row)
-    md = render(rows, contextual, args)
+    md = render(rows, contextual, depth, args)
     if args.steps < 200:  # a smoke test: shown, not published
         print(md)
         return

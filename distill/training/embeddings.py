@@ -49,10 +49,9 @@ def auto_init(student: str, tokenizer: str, has_contextual: bool) -> str:
 
 def wants_contextual(students: list[str], embedding_init: str, tokenizer: str) -> bool:
     """Whether a label set made for these students should store the contextual table."""
-    if embedding_init == "teacher-contextual":
-        return True
-    return embedding_init == "auto" and tokenizer == "teacher" and any(
-        AUTO_INIT.get(s) == "teacher-contextual" for s in students)
+    if embedding_init == "auto":
+        return any(auto_init(s, tokenizer, has_contextual=True) == "teacher-contextual" for s in students)
+    return embedding_init == "teacher-contextual"
 
 
 def _unit_rms(x: torch.Tensor) -> torch.Tensor:
