@@ -102,6 +102,10 @@ def main(argv=None) -> None:
     contextual, depth = manifest.get("contextual"), manifest["teacher"]["config"]["num_hidden_layers"]
     if contextual is None:
         sys.exit(f"error: {labels} stores no contextual table; delete it and run again")
+    asked = depth // 2 if args.layer == "middle" else int(args.layer) if args.layer.isdigit() else None
+    if asked != contextual["layer"]:  # the label set is reused by its folder, so check what it holds
+        sys.exit(f"error: {labels} stores layer {contextual['layer']}, not --layer {args.layer}; "
+                 "give another --out, or delete it")
 
     # every student and arm is collected; only --students x --arms are run, interleaved by seed, so that a
     # partial benchmark has every arm of its first seeds
