@@ -48,12 +48,18 @@ DENSE = ("import runpy, sys; from distill.training import rows; rows.MAX_USED_SH
          "sys.argv = ['distill.train'] + sys.argv[1:]; runpy.run_module('distill.train', run_name='__main__')")
 
 
+def _flags(argv: list[str]) -> list[str]:
+    """argv without its --output-dir: the same run spelled from another folder is the same run."""
+    at = argv.index("--output-dir")
+    return argv[:at] + argv[at + 2:]
+
+
 def run_one(argv: list[str], run_dir: Path, dense: bool) -> dict:
     """Run the command into run_dir (reused if its report exists); its wall time, training time, dev accuracy."""
     record = run_dir / "bench.json"
     if record.is_file():
         out = json.loads(record.read_text())
-        if out.get("argv", argv) != argv:  # records from before argv was kept are trusted
+        if _flags(out.get("argv", argv)) != _flags(argv):  # records from before argv was kept are trusted
             sys.exit(f"error: {run_dir} was made by other flags ({' '.join(out['argv'])}); "
                      "delete it, or give this variant another --out")
         return out
@@ -94,7 +100,7 @@ def table(runs: dict[str, dict], flags: list[str]) -> str:
         if not sel:
             continue
         walls, devs = [r["wall_seconds"] for r in sel], [r["dev"] for r in sel]
-        name = "dense table" if dense else "the default (used rows only)"
+        name = "dense table" if dense else ("the default" if not flags else f"`{' '.join(flags)}`") + " (used rows only)"
         lines.append(f"- {name}, {len(sel)} run(s): command {mean_std(walls)} s (max {max(walls):.0f}; target "
                      f"{TARGET_SECONDS}: {'met' if max(walls) <= TARGET_SECONDS else 'NOT met'}), dev "
                      f"{mean_std(devs)}" + ("" if dense else f" (target mean {TARGET_DEV}: "

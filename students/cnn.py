@@ -1,10 +1,15 @@
 """TextCNN student (Kim 2014, "Convolutional Neural Networks for Sentence Classification"):
 embedding -> Conv1d of several filter widths with ReLU -> max over time -> dropout -> linear.
+With `context_layers` > 0, residual dilated convolutions (width 3, dilation 1, 2, 4, ...; the
+ID-CNN of Strubell et al. 2017) first widen what each position sees, so that the filters above
+them see up to 2^(L+1) - 1 tokens around each position rather than their own width.
 
 Padding invariance: pad embeddings are zeroed and the convolution is "wide" (k-1 zeros on both
 sides), so a right-padded row sees exactly the zeros it would see alone; outputs whose window
 holds no real token are masked out of the max. Rows shorter than the widest filter need nothing
-special: each width keeps at least one output that overlaps a real token.
+special: each width keeps at least one output that overlaps a real token. The context layers
+keep the length ("same" padding) and zero the pad positions after each layer, so what a position
+sees beyond a row's end is zeros, padded or not.
 """
 
 from dataclasses import dataclass
@@ -33,6 +38,7 @@ class TextCNNConfig:
     filter_widths: tuple[int, ...] = (3, 4, 5)
     mlp_hidden: int = 0  # 0: Kim's plain dropout + linear; > 0: the shared ReLU MLP head
     dropout: float = 0.2  # Kim used 0.5; on teacher logits 0.2 scores higher (README, student table)
+    context_layers: int = 0  # residual dilated width-3 convolutions before the filters (0: Kim's CNN)
     embedding_rank: int = 0  # 0: full (V, embed_dim) table; r: two factors (V, r) (r, embed_dim)
 
     def __post_init__(self):
@@ -49,6 +55,7 @@ class TextCNNConfig:
             f"must be a non-empty sequence of ints >= 1, got {self.filter_widths}",
         )
         check(self.mlp_hidden >= 0, "mlp_hidden", f"must be >= 0, got {self.mlp_hidden}")
+        check(0 <= self.context_layers <= 6, "context_layers", f"must be 0 to 6, got {self.context_layers}")
 
     @staticmethod
     def knobs(width: int | None, depth: int | None) -> dict:
@@ -68,6 +75,10 @@ class TextCNN(Student):
 
     def __init__(self, config: TextCNNConfig):
         super().__init__(config)
+        self.context = nn.ModuleList(
+            nn.Conv1d(config.embed_dim, config.embed_dim, 3, padding=2**i, dilation=2**i)
+            for i in range(config.context_layers)
+        )
         self.convs = nn.ModuleList(
             nn.Conv1d(config.embed_dim, config.num_filters, k, padding=k - 1)
             for k in config.filter_widths
@@ -80,14 +91,22 @@ class TextCNN(Student):
                 nn.Dropout(config.dropout), nn.Linear(feat, config.num_labels)
             )
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Sentence vectors (B, F * len(filter_widths)) from right-padded (B, T) inputs."""
-        mask = attention_mask.bool()
-        lengths = mask.long().sum(dim=1, keepdim=True)  # (B, 1)
+    def positions(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """What the filters read, (B, E, T): the embeddings, through the context layers if any."""
         # zero pads whatever id they carry, so a padded row matches the same row alone
         x = self.embedding(input_ids)  # (B, T, E)
         x = x * mask.unsqueeze(-1).to(x.dtype)
         x = x.transpose(1, 2)  # (B, E, T)
+        keep = mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
+        for conv in self.context:
+            x = (x + torch.relu(conv(x))) * keep  # same length; pads back to zero
+        return x
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Sentence vectors (B, F * len(filter_widths)) from right-padded (B, T) inputs."""
+        mask = attention_mask.bool()
+        lengths = mask.long().sum(dim=1, keepdim=True)  # (B, 1)
+        x = self.positions(input_ids, mask)
         pooled = []
         for conv, k in zip(self.convs, self.config.filter_widths):
             h = torch.relu(conv(x))  # (B, F, T + k - 1); output j covers inputs [j-k+1, j]
