@@ -483,3 +483,19 @@ console.log(JSON.stringify(out));
     want_ids = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
     assert [g["ids"] for g in got] == want_ids
     assert [g["label"] for g in got] == [p.label for p in bundle.predict(texts)]
+
+
+@needs_onnx
+def test_a_cnn_with_context_layers_exports_at_any_length_and_matches_the_student(tiny_teacher, sst_dir, tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "cnn-context"
+    train_main(["--student", "cnn", "--teacher", str(tiny_teacher), "--data", str(sst_dir), "--output-dir", str(run),
+                "--tokenizer", "word", "--embedding-init", "random", "--alpha", "1", "--epochs", "1", "--width", "8",
+                "--embed-dim", "8", "--depth", "1", "--max-length", "16", "--no-progress", "--latency-repeats", "1",
+                "--augment", "none", "--student-config", '{"context_layers": 2}'])
+    meta = _export(run, tmp_path / "bundle")  # the export's own parity check: fp32 logits within 1e-4
+    assert meta["parity"]["label_agreement"] == 1.0 and meta["length"]["dynamic"]
+    bundle = Bundle(tmp_path / "bundle")
+    ids, mask, _ = bundle.encode(TEXTS)
+    np.testing.assert_allclose(bundle.logits(ids, mask), student_logits(run, TEXTS), atol=1e-4)
