@@ -1,6 +1,6 @@
 """Benchmark: the quick start's command, as a user runs it. How long, and how accurate?
 
-    .venv/bin/python scripts/bench_default.py                    # seeds 0 1 2 (about 9 min each on 2 idle cores)
+    .venv/bin/python scripts/bench_default.py                    # seeds 0 1 2 (about 3 min each on 2 idle cores)
     .venv/bin/python scripts/bench_default.py --seeds 0 --dense  # also the dense table, interleaved
     .venv/bin/python scripts/bench_default.py --report-only      # publish the finished runs
     .venv/bin/python scripts/bench_default.py --seeds 0 --dense --max-steps 20 --out /tmp/smoke   # a smoke test
