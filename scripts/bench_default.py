@@ -100,7 +100,8 @@ def table(runs: dict[str, dict], flags: list[str]) -> str:
         if not sel:
             continue
         walls, devs = [r["wall_seconds"] for r in sel], [r["dev"] for r in sel]
-        name = "dense table" if dense else ("the default" if not flags else f"`{' '.join(flags)}`") + " (used rows only)"
+        variant = "the default" if not flags else f"`{' '.join(flags)}`"
+        name = "dense table" if dense else f"{variant} (used rows only)"
         lines.append(f"- {name}, {len(sel)} run(s): command {mean_std(walls)} s (max {max(walls):.0f}; target "
                      f"{TARGET_SECONDS}: {'met' if max(walls) <= TARGET_SECONDS else 'NOT met'}), dev "
                      f"{mean_std(devs)}" + ("" if dense else f" (target mean {TARGET_DEV}: "
