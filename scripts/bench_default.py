@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench_default.py --seeds 0 --dense  # also the dense table, interleaved
     .venv/bin/python scripts/bench_default.py --report-only      # publish the finished runs
     .venv/bin/python scripts/bench_default.py --seeds 0 --dense --max-steps 20 --out /tmp/smoke   # a smoke test
-    .venv/bin/python scripts/bench_default.py --train-flags='--width 150' --tag w150 --out runs/bench-default-w150
+    .venv/bin/python scripts/bench_default.py --train-flags='--width 300' --tag w300 --out runs/bench-default-w300
 
 Each run is `python -m distill.train --student bilstm --seed S` (the shipped SST-2 label set, every
 default), one at a time on all cores, with an empty label cache (DISTILL_CACHE points at a new folder),
