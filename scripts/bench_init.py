@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 from bench_quality import STUDENTS, _diff, _mean_std, collect, runs_of
 from benchlib import publish, run_jobs
 
+from distill.teacher.contextual import default_layer
+
 SHARED = ROOT.parent / "shared"
 ARMS = {  # arm: distill.train flags
     "svd": ["--embedding-init", "teacher-svd"],
@@ -102,7 +104,7 @@ def main(argv=None) -> None:
     contextual, depth = manifest.get("contextual"), manifest["teacher"]["config"]["num_hidden_layers"]
     if contextual is None:
         sys.exit(f"error: {labels} stores no contextual table; delete it and run again")
-    asked = depth // 2 if args.layer == "middle" else int(args.layer) if args.layer.isdigit() else None
+    asked = default_layer(depth) if args.layer == "middle" else int(args.layer) if args.layer.isdigit() else None
     if asked != contextual["layer"]:  # the label set is reused by its folder, so check what it holds
         sys.exit(f"error: {labels} stores layer {contextual['layer']}, not --layer {args.layer}; "
                  "give another --out, or delete it")
