@@ -93,11 +93,10 @@ class TextCNN(Student):
 
     def positions(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """What the filters read, (B, E, T): the embeddings, through the context layers if any."""
-        # zero pads whatever id they carry, so a padded row matches the same row alone
-        x = self.embedding(input_ids)  # (B, T, E)
-        x = x * mask.unsqueeze(-1).to(x.dtype)
-        x = x.transpose(1, 2)  # (B, E, T)
+        x = self.embedding(input_ids).transpose(1, 2)  # (B, E, T)
         keep = mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
+        # zero pads whatever id they carry, so a padded row matches the same row alone
+        x = x * keep
         for conv in self.context:
             x = (x + torch.relu(conv(x))) * keep  # same length; pads back to zero
         return x
