@@ -32,6 +32,12 @@ TEXTS = ["good", "the plot was dull and the acting flat", "a witty and charming 
          "boring " * 30 + "movie"]  # a one-token text (below the CNN's filter width) and a long one
 
 
+# a tiny student on gold labels (so its margins are clear; Tang copies would add nothing to the gold loss)
+TINY_RUN = ["--tokenizer", "word", "--embedding-init", "random", "--alpha", "1", "--lr", "0.01", "--epochs", "4",
+            "--width", "16", "--embed-dim", "16", "--depth", "1", "--max-length", "16", "--batch-size", "16",
+            "--no-progress", "--latency-repeats", "1", "--augment", "none"]
+
+
 @pytest.fixture(scope="module")
 def runs(tiny_teacher, sst_dir, tmp_path_factory) -> dict[str, Path]:
     """One trained tiny student per architecture (gold labels, so its margins are clear)."""
@@ -41,10 +47,7 @@ def runs(tiny_teacher, sst_dir, tmp_path_factory) -> dict[str, Path]:
         mp.setenv("DISTILL_CACHE", str(root / "cache"))
         for s in STUDENTS:
             train_main(["--student", s, "--teacher", str(tiny_teacher), "--data", str(sst_dir),
-                        "--output-dir", str(root / s), "--tokenizer", "word", "--embedding-init", "random",
-                        "--alpha", "1", "--lr", "0.01", "--epochs", "4", "--width", "16", "--embed-dim", "16",
-                        "--depth", "1", "--max-length", "16", "--batch-size", "16", "--no-progress",
-                        "--latency-repeats", "1", "--augment", "none"])  # gold loss: copies would add nothing
+                        "--output-dir", str(root / s), *TINY_RUN])
             out[s] = root / s
     return out
 
@@ -491,9 +494,7 @@ def test_a_cnn_with_context_layers_exports_at_any_length_and_matches_the_student
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "cnn-context"
     train_main(["--student", "cnn", "--teacher", str(tiny_teacher), "--data", str(sst_dir), "--output-dir", str(run),
-                "--tokenizer", "word", "--embedding-init", "random", "--alpha", "1", "--epochs", "1", "--width", "8",
-                "--embed-dim", "8", "--depth", "1", "--max-length", "16", "--no-progress", "--latency-repeats", "1",
-                "--augment", "none", "--student-config", '{"context_layers": 2}'])
+                *TINY_RUN, "--student-config", '{"context_layers": 2}'])
     meta = _export(run, tmp_path / "bundle")  # the export's own parity check: fp32 logits within 1e-4
     assert meta["parity"]["label_agreement"] == 1.0 and meta["length"]["dynamic"]
     bundle = Bundle(tmp_path / "bundle")

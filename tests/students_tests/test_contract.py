@@ -130,10 +130,14 @@ def test_save_reload_predicts_the_same(name, pair, rank, tmp_path):
 def test_padding_does_not_change_predictions(name, pair, rank, extra):
     torch.manual_seed(0)
     more = {"max_len": T + 3} if name == "transformer" else {}
-    model = tiny(name, pair, embedding_rank=rank, **more)
+    assert_rows_alone_as_in_a_batch(tiny(name, pair, embedding_rank=rank, **more), pair, [1, 5, T, 2, 8], extra, seed=3)
+
+
+def assert_rows_alone_as_in_a_batch(model, pair: bool, lengths: list[int], extra: int, seed: int) -> None:
+    """Each row of a right-padded batch (extra columns of padding beyond the longest) gets the logits it
+    gets alone, trimmed to its own length."""
     model.eval()
-    lengths = [1, 5, T, 2, 8]
-    ids, mask = random_batch(torch.Generator().manual_seed(3), lengths, pair, width=T + extra)
+    ids, mask = random_batch(torch.Generator().manual_seed(seed), lengths, pair, width=T + extra)
     with torch.no_grad():
         batched = model(ids, mask)
         for i in range(len(lengths)):
@@ -291,14 +295,7 @@ def test_cnn_context_layers_train_count_and_ignore_padding(pair):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     E = 8
     assert model.num_parameters(exclude_embeddings=True) == cnn_count(E, 8, (3,), 2, pair) + 3 * (E * E * 3 + E)
-    model.eval()
-    ids, mask = random_batch(torch.Generator().manual_seed(9), [1, 5, T, 2], pair, width=T + 3)
-    with torch.no_grad():
-        batched = model(ids, mask)
-        for i in range(4):
-            n = int(mask[i].sum(dim=-1).max())
-            torch.testing.assert_close(batched[i : i + 1], model(ids[i : i + 1, ..., :n], mask[i : i + 1, ..., :n]),
-                                       rtol=0, atol=1e-5)
+    assert_rows_alone_as_in_a_batch(model, pair, [1, 5, T, 2], extra=3, seed=9)
 
 
 def test_cnn_context_layers_see_past_the_filter_width():
