@@ -38,7 +38,9 @@ class TextCNNConfig:
     filter_widths: tuple[int, ...] = (3, 4, 5)
     mlp_hidden: int = 0  # 0: Kim's plain dropout + linear; > 0: the shared ReLU MLP head
     dropout: float = 0.2  # Kim used 0.5; on teacher logits 0.2 scores higher (README, student table)
-    context_layers: int = 0  # residual dilated width-3 convolutions before the filters (0: Kim's CNN)
+    # residual dilated width-3 convolutions before the filters; 0 is Kim's CNN. 3 (receptive field 15
+    # tokens) scores 1.8 points higher on SST-2 dev than 0 at 10,000 steps, at 2.4x the model time (README)
+    context_layers: int = 3
     embedding_rank: int = 0  # 0: full (V, embed_dim) table; r: two factors (V, r) (r, embed_dim)
 
     def __post_init__(self):

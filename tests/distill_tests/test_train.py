@@ -253,6 +253,20 @@ def test_eval_every_sets_the_evaluation_schedule(sst_dir):
     assert result.best_epoch in [h["epoch"] for h in result.history]
 
 
+def test_the_transfer_schedule_is_chosen_per_student_and_flags_override_it():
+    from distill.train import TRANSFER_SCHEDULE, parse_args
+
+    assert set(TRANSFER_SCHEDULE) == set(students.STUDENTS)
+    for name, (steps, patience) in TRANSFER_SCHEDULE.items():
+        cfg = parse_args(["--student", name]).fit_config("cpu", transfer=True)
+        assert (cfg.max_steps, cfg.patience, cfg.eval_every) == (steps, patience, 500)
+        original = parse_args(["--student", name]).fit_config("cpu")  # the original rows alone: 3 epochs
+        assert (original.epochs, original.max_steps, original.patience, original.eval_every) == (3, None, 2, None)
+    assert TRANSFER_SCHEDULE["cnn"][0] > TRANSFER_SCHEDULE["bilstm"][0]  # the CNN's longer budget (README)
+    mine = parse_args(["--student", "cnn", "--max-steps", "700", "--patience", "3"]).fit_config("cpu", transfer=True)
+    assert (mine.max_steps, mine.patience) == (700, 3)
+
+
 def test_a_gold_only_baseline_needs_no_teacher(tmp_path, cache, capsys):
     """--data and --alpha 1 without --teacher: the gold labels alone, a word tokenizer, random embeddings,
     and a report that has no teacher row and says so."""

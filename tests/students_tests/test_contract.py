@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from students import STUDENTS, build_student, config_to_dict, student_from_config
+from students import STUDENTS, TextCNNConfig, build_student, config_to_dict, student_from_config
 
 torch.set_num_threads(1)
 
@@ -170,9 +170,9 @@ def bilstm_count(E, H, layers, M, n, pair):
     return lstm + feat * M + M + M * n + n
 
 
-def cnn_count(E, F, widths, n, pair):
+def cnn_count(E, F, widths, n, pair, context=TextCNNConfig.context_layers):
     feat = F * len(widths) * (4 if pair else 1)
-    return sum(F * E * k + F for k in widths) + feat * n + n
+    return context * (E * E * 3 + E) + sum(F * E * k + F for k in widths) + feat * n + n
 
 
 def transformer_count(d, layers, ff, M, n, pair):
@@ -289,12 +289,14 @@ def test_cnn_with_mlp_head():
 @pytest.mark.parametrize("pair", [False, True])
 def test_cnn_context_layers_train_count_and_ignore_padding(pair):
     torch.manual_seed(0)
-    model = tiny("cnn", pair, context_layers=3, depth=1)  # one filter width (3) over 15 tokens of context
+    model = tiny("cnn", pair, context_layers=2, depth=1)  # one filter width (3) over 7 tokens of context
     ids, mask = random_batch(torch.Generator().manual_seed(8), [1, 6, T], pair=pair)
     model(ids, mask).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     E = 8
-    assert model.num_parameters(exclude_embeddings=True) == cnn_count(E, 8, (3,), 2, pair) + 3 * (E * E * 3 + E)
+    assert model.num_parameters(exclude_embeddings=True) == cnn_count(E, 8, (3,), 2, pair, context=2)
+    plain = tiny("cnn", pair, context_layers=0, depth=1)  # Kim's CNN
+    assert plain.num_parameters(exclude_embeddings=True) == cnn_count(E, 8, (3,), 2, pair, context=0)
     assert_rows_alone_as_in_a_batch(model, pair, [1, 5, T, 2], extra=3, seed=9)
 
 
