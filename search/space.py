@@ -3,7 +3,7 @@
     from search.space import suggest, smallest
     cand = suggest(trial, ("bilstm", "cnn"), tokenizer="teacher", limits=SpaceLimits())
     cand.train   # TrainArgs fields: width, depth, embed_dim, dropout, lr, alpha, freeze_embeddings, vocab_max_size
-    cand.arch    # other student config fields: filter_widths, heads, ff_dim, mlp_hidden
+    cand.arch    # other student config fields: filter_widths, context_layers, heads, ff_dim, mlp_hidden
 
     recipe = suggest(trial, ("cnn",), limits=SpaceLimits(recipe=True))
     recipe.train # the training recipe of the default architecture: lr, dropout, alpha, loss, temperature,
@@ -37,6 +37,7 @@ VOCAB_SIZES = (2_000, 5_000, 10_000, 20_000, 50_000)
 TRANSFORMER_HEADS = (1, 2, 4, 8)
 TRANSFORMER_FF_MULT = (1, 2, 4)
 CNN_MLP_HIDDEN = (0, 128, 256)  # 0: Kim's plain dropout + linear head
+CNN_CONTEXT_LAYERS = (0, 1, 2, 3)  # dilated convolutions before the filters; 0: Kim's CNN, 3: the default
 FREEZE = (False, True)  # the token table tuned (non-static), or kept as initialised (static); first: tuned
 # the recipe space (--space recipe): choices of the knobs that are not continuous; the first is the default
 LOSSES = ("mse", "kl")
@@ -74,7 +75,8 @@ class Candidate:
     student: str
     # width, depth, embed_dim, dropout, lr, alpha[, freeze_embeddings][, vocab_max_size]
     train: dict = field(default_factory=dict)
-    arch: dict = field(default_factory=dict)  # filter_widths (cnn), heads, ff_dim (transformer), mlp_hidden
+    # filter_widths, context_layers (cnn), heads, ff_dim (transformer), mlp_hidden
+    arch: dict = field(default_factory=dict)
 
     def describe(self) -> str:
         """A short one-line label: 'cnn width=64 depth=2 emb=48 widths=2-3 ...'."""
@@ -96,6 +98,8 @@ class Candidate:
             parts.append(f"heads={a['heads']} ff={a['ff_dim']}")
         if "mlp_hidden" in a:
             parts.append(f"mlp={a['mlp_hidden']}")
+        if a.get("context_layers"):
+            parts.append(f"context={a['context_layers']}")
         if t.get("freeze_embeddings"):
             parts.append("static")
         if "vocab_max_size" in t:
@@ -135,7 +139,8 @@ def _cnn(trial, lim: SpaceLimits) -> Candidate:
     first = trial.suggest_int("cnn.first_width", 1, 3)
     train = {"width": _width(trial, "cnn", lim), "depth": None, "embed_dim": _embed(trial, "cnn", lim)}
     arch = {"filter_widths": tuple(range(first, first + depth)),
-            "mlp_hidden": trial.suggest_categorical("cnn.mlp_hidden", CNN_MLP_HIDDEN)}
+            "mlp_hidden": trial.suggest_categorical("cnn.mlp_hidden", CNN_MLP_HIDDEN),
+            "context_layers": trial.suggest_categorical("cnn.context_layers", CNN_CONTEXT_LAYERS)}
     return Candidate("cnn", train | _common(trial, "cnn"), arch)
 
 
@@ -213,8 +218,9 @@ def suggest(trial, names: tuple[str, ...], tokenizer: str = "teacher",
     return suggest_student(trial, name, tokenizer, limits)
 
 
-# Knobs added to the space after studies were made with it: a trial from before replays with these.
-LATER_KNOBS = {"freeze_embeddings": FREEZE[0]}
+# Knobs added to the space after studies were made with it: a trial from before replays with these
+# (what it ran with: a tuned table, and the CNN without context layers, their defaults then).
+LATER_KNOBS = {"freeze_embeddings": FREEZE[0], "context_layers": 0}
 
 
 def replay(params: dict, names: tuple[str, ...], tokenizer: str = "teacher",

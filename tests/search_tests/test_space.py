@@ -44,9 +44,11 @@ def test_transformer_heads_always_divide_the_width():
 def test_cnn_filter_widths_replace_depth():
     cand = suggest_student(optuna.trial.FixedTrial(
         {"cnn.depth": 2, "cnn.first_width": 2, "cnn.width": 20, "cnn.embed_dim": 16, "cnn.mlp_hidden": 0,
-         "cnn.dropout": 0.1, "cnn.lr": 1e-3, "cnn.alpha": 0.0, "cnn.freeze_embeddings": False}), "cnn")
+         "cnn.context_layers": 2, "cnn.dropout": 0.1, "cnn.lr": 1e-3, "cnn.alpha": 0.0,
+         "cnn.freeze_embeddings": False}), "cnn")
     assert cand.arch["filter_widths"] == (2, 3) and cand.train["depth"] is None
-    assert _build(cand).config.filter_widths == (2, 3)
+    assert (_build(cand).config.filter_widths, _build(cand).config.context_layers) == ((2, 3), 2)
+    assert "context=2" in cand.describe() and smallest("cnn").arch["context_layers"] == 0
 
 
 def test_students_share_a_study_through_a_categorical_and_word_vocab_is_searched():
@@ -106,11 +108,15 @@ def test_a_trial_from_before_a_knob_existed_replays_with_its_old_behaviour():
     from search.space import replay
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
-    trial = study.ask()
-    cand = suggest(trial, ("bilstm", "cnn"))
-    assert replay(trial.params, ("bilstm", "cnn")) == cand
-    older = {k: v for k, v in trial.params.items() if not k.endswith(".freeze_embeddings")}
-    assert replay(older, ("bilstm", "cnn")).train == cand.train | {"freeze_embeddings": False}
+    for names in (("bilstm", "cnn"), ("cnn",)):
+        trial = study.ask()
+        cand = suggest(trial, names)
+        assert replay(trial.params, names) == cand
+        older = {k: v for k, v in trial.params.items() if not k.endswith((".freeze_embeddings", ".context_layers"))}
+        again = replay(older, names)
+        assert again.train == cand.train | {"freeze_embeddings": False}
+        # the CNN had no context layers before they were searched
+        assert again.arch == cand.arch | ({"context_layers": 0} if cand.student == "cnn" else {})
 
 
 @pytest.mark.parametrize("name", ["bilstm", "cnn", "transformer"])
