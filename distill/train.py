@@ -163,7 +163,8 @@ class TrainArgs(AugmentFlags, DataFlags):
     dropout: float | None = field(default=None, metadata=_help("student dropout"))
     student_config: str | None = field(default=None, metadata=_help(
         "other fields of the student's config as JSON, e.g. '{\"filter_widths\": [2, 3]}' or "
-        "'{\"context_layers\": 3}' (cnn: dilated convolutions before the filters, more accurate and slower) or "
+        "'{\"context_layers\": 0}' (cnn: Kim's CNN, without the default 3 dilated convolutions: faster, less "
+        "accurate) or "
         "'{\"heads\": 2, \"ff_dim\": 256}' (transformer); the search prints this for its trials"))
     loss: str = field(default="mse", metadata=_help("distillation loss: mse (on logits) or kl"))
     alpha: float = field(default=0.0, metadata=_help(
