@@ -84,10 +84,11 @@ def build_student(
 
 
 def student_from_config(name: str, config_dict: dict) -> nn.Module:
-    """Rebuild a student from a saved `config_to_dict` dict (e.g. read back from config.json)."""
+    """Rebuild a student from a saved `config_to_dict` dict (e.g. read back from config.json). A field the
+    dict lacks takes the value it had before the field existed (`saved_before`), else its default."""
     cls = _student_class(name)
     _check_fields(cls, config_dict)
-    return cls(cls.config_class(**config_dict))
+    return cls(cls.config_class(**{**getattr(cls.config_class, "saved_before", {}), **config_dict}))
 
 
 def config_to_dict(model: nn.Module) -> dict:

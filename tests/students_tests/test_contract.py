@@ -107,6 +107,18 @@ def test_every_parameter_gets_a_gradient(name, pair, rank):
     assert table.weight.grad[PAD].abs().sum() == 0
 
 
+def test_a_cnn_saved_before_context_layers_existed_reloads_without_them(tmp_path):
+    """Its config.json has no context_layers: it was Kim's CNN then, whatever today's default is."""
+    torch.manual_seed(0)
+    model = tiny("cnn", False, context_layers=0).eval()
+    saved = config_to_dict(model)
+    del saved["context_layers"]
+    again = student_from_config("cnn", saved)
+    assert TextCNNConfig.context_layers != 0 and again.config == model.config
+    again.load_state_dict(model.state_dict())  # strict: the same weights, no context convolutions
+    assert student_from_config("cnn", config_to_dict(tiny("cnn", False))).config.context_layers == 3
+
+
 @pytest.mark.parametrize("name,pair,rank", RANKED, ids=RANKED_IDS)
 def test_save_reload_predicts_the_same(name, pair, rank, tmp_path):
     torch.manual_seed(0)
