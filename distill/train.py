@@ -69,9 +69,9 @@ TRANSFER_SCHEDULE = {  # student: (step cap, patience in dev evaluations)
 }
 
 
-def _per_student(i: int, fmt: str) -> str:
+def _per_student(i: int) -> str:
     """Field i of TRANSFER_SCHEDULE for --help: 'bilstm 5,000, cnn 10,000, transformer 5,000'."""
-    return ", ".join(f"{name} {fmt.format(v[i])}" for name, v in TRANSFER_SCHEDULE.items())
+    return ", ".join(f"{name} {v[i]:,}" for name, v in TRANSFER_SCHEDULE.items())
 
 
 # fields of a student's config that other flags or the data set, never --student-config
@@ -173,7 +173,7 @@ class TrainArgs(AugmentFlags, DataFlags):
     epochs: int | None = field(default=None, metadata=_help(
         "training epochs; default 3 on the original rows alone. With augmented or transfer rows: "
         "epochs over all of them until the dev metric stops improving (--patience), within a step cap "
-        f"(--max-steps; {_per_student(0, '{:,}')}) and with dev every {TRANSFER_EVAL_EVERY} steps "
+        f"(--max-steps; {_per_student(0)}) and with dev every {TRANSFER_EVAL_EVERY} steps "
         "(--eval-every)"))
     batch_size: int = field(default=50, metadata=_help("training batch size"))
     lr: float = field(default=1e-3, metadata=_help("AdamW learning rate"))
@@ -182,7 +182,7 @@ class TrainArgs(AugmentFlags, DataFlags):
     grad_clip: float = field(default=1.0, metadata=_help("gradient norm clip (0 = off)"))
     patience: int | None = field(default=None, metadata=_help(
         "stop after this many dev evaluations without a better dev metric; default 2, or on augmented "
-        f"or transfer rows (evaluated more often) {_per_student(1, '{}')}"))
+        f"or transfer rows (evaluated more often) {_per_student(1)}"))
     eval_every: int | None = field(default=None, metadata=_help(
         "optimiser steps between dev evaluations (and one at each epoch's end); default: once an epoch. "
         "Give comparisons the same schedule"))

@@ -219,8 +219,9 @@ def suggest(trial, names: tuple[str, ...], tokenizer: str = "teacher",
 
 
 # Knobs added to the space after studies were made with it: a trial from before replays with these
-# (what it ran with: a tuned table, and the CNN without context layers, their defaults then).
-LATER_KNOBS = {"freeze_embeddings": FREEZE[0], "context_layers": 0}
+# (what it ran with: a tuned table, and the CNN's context layers as a config saved before them has).
+LATER_KNOBS = {"freeze_embeddings": FREEZE[0],
+               "context_layers": students.TextCNNConfig.saved_before["context_layers"]}
 
 
 def replay(params: dict, names: tuple[str, ...], tokenizer: str = "teacher",
