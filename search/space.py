@@ -180,9 +180,9 @@ def default_recipe(name: str, tokenizer: str = "teacher") -> dict:
     as a recipe study's first trial, so the leaderboard shows where today's default stands."""
     import dataclasses
 
-    from distill.train import TrainArgs
+    from distill.train import LR, TrainArgs
 
-    train = {f.name: f.default for f in dataclasses.fields(TrainArgs)}
+    train = {f.name: f.default for f in dataclasses.fields(TrainArgs)} | {"lr": LR}  # a trial's encoder is random
     config = {f.name: f.default for f in dataclasses.fields(students.STUDENTS[name].config_class)}
     params = {f"{name}.dropout": config["dropout"], f"{name}.lr": train["lr"], f"{name}.alpha": train["alpha"],
               f"{name}.loss": train["loss"], f"{name}.batch_size": train["batch_size"],

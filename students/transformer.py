@@ -1,5 +1,10 @@
-"""Tiny transformer student: a small pre-norm encoder (1 to 4 layers) with learned positions,
-a final LayerNorm, masked mean pooling and an MLP head.
+"""Tiny transformer student: a small encoder (1 to 4 layers) with learned positions, masked mean
+pooling and an MLP head.
+
+Two layouts: pre-norm (the default when it starts from random weights: LayerNorm before each
+sublayer and once at the end), or BERT's post-norm (`norm="post"`: LayerNorm on the embeddings and
+after each residual), the layout a student needs to start from its teacher's bottom layers
+(`distill.train --encoder-init teacher`, see distill/training/teacher_init.py).
 
 The block is written out with F.scaled_dot_product_attention and a boolean key-padding mask
 (no nn.TransformerEncoder fast path, no nested tensors) so it exports cleanly. Real positions
@@ -37,6 +42,8 @@ class TinyTransformerConfig:
     mlp_hidden: int | None = None  # None: d_model
     dropout: float = 0.1
     embedding_rank: int = 0  # 0: full (V, embed_dim) table; r: two factors (V, r) (r, embed_dim)
+    norm: str = "pre"  # "pre": LayerNorm before each sublayer; "post": BERT's, after each residual
+    layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
         check_common(self.vocab_size, self.num_labels, self.pad_id, self.dropout, self.pair)
@@ -49,6 +56,8 @@ class TinyTransformerConfig:
             f"must be divisible by heads={self.heads}, got {self.d_model}",
         )
         check(self.max_len >= 1, "max_len", f"must be >= 1, got {self.max_len}")
+        check(self.norm in ("pre", "post"), "norm", f"must be 'pre' or 'post', got {self.norm!r}")
+        check(self.layer_norm_eps > 0, "layer_norm_eps", f"must be > 0, got {self.layer_norm_eps}")
         # resolve the defaults now so the saved config says what was built
         if self.embed_dim is None:
             self.embed_dim = self.d_model
@@ -88,13 +97,15 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm encoder block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Encoder block. Pre-norm: x + attn(ln1(x)), then x + mlp(ln2(x)). Post-norm (BERT):
+    ln1(x + attn(x)), then ln2(x + mlp(x))."""
 
     def __init__(self, config: TinyTransformerConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(config.d_model)
+        self.post = config.norm == "post"
+        self.ln1 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.attn = SelfAttention(config)
-        self.ln2 = nn.LayerNorm(config.d_model)
+        self.ln2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.mlp = nn.Sequential(
             nn.Linear(config.d_model, config.ff_dim),
             nn.GELU(),
@@ -104,12 +115,15 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
+        if self.post:
+            x = self.ln1(x + self.drop(self.attn(x, key_ok)))
+            return self.ln2(x + self.drop(self.mlp(x)))
         x = x + self.drop(self.attn(self.ln1(x), key_ok))
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
 class TinyTransformer(Student):
-    """Small pre-norm transformer classifier; forward(input_ids, attention_mask) -> logits."""
+    """Small transformer classifier (pre- or post-norm); forward(input_ids, attention_mask) -> logits."""
 
     config_class = TinyTransformerConfig
 
@@ -121,9 +135,11 @@ class TinyTransformer(Student):
         else:
             self.embed_proj = nn.Identity()
         self.pos_embedding = nn.Embedding(config.max_len, config.d_model)
+        post = config.norm == "post"  # BERT normalises the embeddings, and each block's output
+        self.ln_embed = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if post else nn.Identity()
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
-        self.ln_f = nn.LayerNorm(config.d_model)
+        self.ln_f = nn.Identity() if post else nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         feat = config.d_model * (4 if config.pair else 1)
         self.head = MLPHead(feat, config.mlp_hidden, config.num_labels, config.dropout)
 
@@ -135,7 +151,7 @@ class TinyTransformer(Student):
         mask = attention_mask.bool()  # (B, T)
         pos = torch.arange(T, device=input_ids.device)
         x = self.embed_proj(self.embedding(input_ids)) + self.pos_embedding(pos)  # (B, T, C)
-        x = self.drop(x)
+        x = self.drop(self.ln_embed(x))
         # a row with no real token would softmax over nothing (NaN); let it attend everywhere,
         # its output is dropped by the masked mean anyway
         key_ok = mask | ~mask.any(dim=1, keepdim=True)  # (B, T)

@@ -94,23 +94,29 @@ def test_existing_output_folder_needs_resume_or_overwrite(tiny_teacher, sst_dir,
     assert report["student"]["name"] == "cnn"
 
 
-@pytest.mark.parametrize("student", ["cnn", "transformer"])
-def test_a_frozen_table_stays_as_initialised_while_the_rest_trains(student, tiny_teacher, sst_dir, tmp_path, cache,
-                                                                   capsys):
+@pytest.mark.parametrize("student, flags, init", [
+    ("cnn", [], "teacher-svd"),
+    ("transformer", ["--encoder-init", "random"], "teacher-svd"),
+    ("transformer", [], "teacher-layers"),  # with --teacher it starts from the teacher's layers
+])
+def test_a_frozen_table_stays_as_initialised_while_the_rest_trains(student, flags, init, tiny_teacher, sst_dir,
+                                                                   tmp_path, cache, capsys):
     from safetensors.torch import load_file
 
-    from distill.train import parse_args
-    from distill.training.student import build_model, make_tokenizer
+    from distill.train import parse_args, student_length
+    from distill.training.student import build_model, encoder_teacher, make_tokenizer
 
-    base = ["--student", student, "--teacher", tiny_teacher, "--data", sst_dir, *TINY, "--max-steps", "6"]
+    base = ["--student", student, "--teacher", tiny_teacher, "--data", sst_dir, *TINY, "--max-steps", "6", *flags]
     frozen = [*base, "--output-dir", tmp_path / "static", "--freeze-embeddings"]
     report = run_main(frozen)
     assert report["training"]["embeddings_frozen"] is True
-    assert "embeddings teacher-svd (frozen)" in capsys.readouterr().out
+    assert f"embeddings {init} (frozen)" in capsys.readouterr().out
     run_main([*base, "--output-dir", tmp_path / "tuned"])
     args = parse_args([str(a) for a in frozen])
     ls = LabelSet.load(report["label_set"]["path"])
-    start = build_model(args, ls, make_tokenizer(args, ls))[0].state_dict()
+    teacher = encoder_teacher(args, ls)
+    tok = make_tokenizer(args, ls, student_length(args, teacher))
+    start = build_model(args, ls, tok, None, teacher)[0].state_dict()
     static, tuned = load_file(tmp_path / "static/model.safetensors"), load_file(tmp_path / "tuned/model.safetensors")
     table = "embedding.weight"
     assert torch.equal(static[table], start[table]) and not torch.equal(tuned[table], start[table])

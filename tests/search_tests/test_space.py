@@ -154,11 +154,13 @@ def test_the_recipe_space_has_no_vocabulary_knob_with_a_word_tokenizer():
 
 @pytest.mark.parametrize("name", ["bilstm", "cnn", "transformer"])
 def test_the_default_recipe_replays_to_distill_trains_defaults(name):
-    from distill.train import TrainArgs
+    from distill.train import LR, TrainArgs
     from search.objective import trial_args
     from search.space import default_recipe, replay
 
     cand = replay(default_recipe(name), (name,), limits=SpaceLimits(recipe=True))
     dropout = students.build_student(name, vocab_size=60, num_labels=2).config.dropout  # the student's default
     heads = '{"heads": 4}' if name == "transformer" else None  # the transformer's default, written out
-    assert trial_args(TrainArgs(student=name), cand) == TrainArgs(student=name, dropout=dropout, student_config=heads)
+    # the learning rate too is written out: a random encoder's default (a trial has no teacher to start from)
+    assert trial_args(TrainArgs(student=name), cand) == TrainArgs(student=name, dropout=dropout, student_config=heads,
+                                                                  lr=LR)
