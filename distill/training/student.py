@@ -59,7 +59,7 @@ def encoder_teacher(args, ls: LabelSet):
     """The teacher whose bottom layers start the student (--encoder-init), loaded on the CPU; None when
     the encoder starts from random weights. `auto` starts the transformer from its teacher when --teacher
     names a BERT-layout model, the student reads the teacher's tokens and --embedding-init is left at auto."""
-    choice = getattr(args, "encoder_init", "random")
+    choice = args.encoder_init
     if choice == "random" or (choice == "auto" and args.student != "transformer"):
         return None
     asked = choice == "teacher"
@@ -88,8 +88,8 @@ def encoder_teacher(args, ls: LabelSet):
         print(f"encoder: random weights (teacher {args.teacher} cannot start it: {why})")
         return None
     teacher = load_teacher(args.teacher, ls.task, torch.device("cpu"), args.trust_remote_code)[0]
-    known = ls.teacher.get("fingerprint")
-    if known and fingerprint(teacher) != known:
+    known = ls.teacher.get("fingerprint")  # without --labels the set was made (or found by key) from this teacher
+    if args.labels and known and fingerprint(teacher) != known:
         raise DistillError(f"--teacher {args.teacher} is not the teacher of {ls.path} (its weights differ from the "
                            "ones that made the labels); pass that teacher, or --encoder-init random")
     return teacher

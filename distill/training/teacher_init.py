@@ -7,7 +7,7 @@ layers keeps most of its accuracy, so the student is the teacher's bottom `layer
 word, position and type-0 embeddings, then mean pooling and a fresh head:
 
     shape = teacher_shape(teacher.config)            # d_model, heads, ff_dim, ... of the teacher
-    model = build_student("transformer", ..., layers=2, **shape)
+    model = build_student("transformer", ..., layers=TEACHER_LAYERS, **shape)
     copy_teacher_layers(model, teacher)              # the tables and blocks 0..layers-1
 
 The mapping is written for BERT's layout (`model_type` "bert": BERT, MiniLM, TinyBERT and other
