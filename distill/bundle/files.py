@@ -74,6 +74,11 @@ def _template(name: str) -> Template:
     return Template((TEMPLATES / name).read_text(encoding="utf-8"))
 
 
+# what the JavaScript snippet installs, tested together: transformers.js pins its own onnxruntime-node, and a
+# second copy at another version fails to load beside it (`VERS_x.y.z not found`), so ours is the one it pins
+JS_PACKAGES = ("@huggingface/transformers@4.3.2", "onnxruntime-node@1.30.0")
+
+
 def render_readme(meta: dict, bundle_name: str = "bundle") -> str:
     """The bundle's README (readme/README.md) with the calls that run it in Python, Kotlin and Swift."""
     fmt, T, pair = meta["format"], meta["max_length"], meta["pair"]
@@ -114,6 +119,7 @@ def render_readme(meta: dict, bundle_name: str = "bundle") -> str:
     }
     values |= {
         "bundle_name": bundle_name,
+        "js_packages": " ".join(JS_PACKAGES),
         "labels_js": '", "'.join(meta["labels"]),
         "js_pad": ("  const mask = ids.map(() => 1);" if meta["length"]["dynamic"] else
                    f"  const mask = ids.map(() => 1).concat(Array({T} - ids.length).fill(0));\n"

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from distill.bundle import build as export
+from distill.bundle.files import JS_PACKAGES
 from distill.bundle.onnx import onnx_shapes
 from distill.bundle.policy import TABLE4_BLOCK
 from distill.bundle.runtime import Bundle
@@ -423,16 +424,24 @@ def _js_modules() -> Path | None:
     if not (shutil.which("node") and shutil.which("npm")):
         return None
     d = Path(os.environ.get("DISTILL_JS_DIR") or Path.home() / ".cache" / "distill-workbench" / "js")
-    want = [d / "node_modules" / "@huggingface" / "transformers", d / "node_modules" / "onnxruntime-node"]
-    if not all(p.is_dir() for p in want):
+
+    def installed() -> bool:  # exactly the versions the bundle's README names, and one onnxruntime-node
+        for spec in JS_PACKAGES:
+            name, version = spec.rsplit("@", 1)
+            versions = {json.loads(f.read_text())["version"] for f in d.glob(f"**/node_modules/{name}/package.json")}
+            if versions != {version}:
+                return False
+        return True
+
+    if not installed():
         d.mkdir(parents=True, exist_ok=True)
         try:
-            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
-                                "@huggingface/transformers", "onnxruntime-node"], cwd=d, capture_output=True,
-                               env={**os.environ, "ONNXRUNTIME_NODE_INSTALL": "skip"}, timeout=600)
+            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", *JS_PACKAGES],
+                               cwd=d, capture_output=True, env={**os.environ, "ONNXRUNTIME_NODE_INSTALL": "skip"},
+                               timeout=600)
         except subprocess.TimeoutExpired:
             return None
-        if r.returncode or not all(p.is_dir() for p in want):
+        if r.returncode or not installed():
             return None
     return d
 

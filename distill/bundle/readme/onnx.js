@@ -1,5 +1,7 @@
-// npm install @huggingface/transformers onnxruntime-node    (a browser: onnxruntime-web; offline or CI
-// installs: ONNXRUNTIME_NODE_INSTALL=skip npm install ..., which skips onnxruntime-node's optional CUDA download)
+// npm install $js_packages
+//   (the onnxruntime-node that transformers.js depends on: two versions in one process fail to load; a browser:
+//   onnxruntime-web; offline or CI installs: ONNXRUNTIME_NODE_INSTALL=skip npm install ..., which skips
+//   onnxruntime-node's optional CUDA download)
 import { AutoTokenizer, env } from "@huggingface/transformers";
 import * as ort from "onnxruntime-node";
 
