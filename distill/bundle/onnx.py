@@ -1,4 +1,7 @@
-"""ONNX export of a student (torch.export, then the dynamo ONNX exporter) and ONNX Runtime dynamic int8."""
+"""ONNX export of a student and ONNX Runtime dynamic int8.
+
+The CNN and the transformer are traced (torch.export, then the dynamo ONNX exporter); the BiLSTM's graph is
+written from its weights (distill.bundle.onnx_bilstm: one bidirectional LSTM node per layer)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,21 @@ def _lstm_as_loop():
 
 def export_onnx(model, path: Path, *, pair: bool, max_length: int) -> dict:
     """model.onnx with dynamic batch and length (up to max_length); returns the input shapes."""
+    from students.bilstm import BiLSTM
+
+    if isinstance(model, BiLSTM):
+        import onnx
+
+        from distill.bundle.onnx_bilstm import bilstm_graph
+
+        onnx.save(bilstm_graph(model), str(path))
+        return onnx_shapes(path)
+    return export_traced(model, path, pair=pair, max_length=max_length)
+
+
+def export_traced(model, path: Path, *, pair: bool, max_length: int) -> dict:
+    """export_onnx through torch.export and the dynamo ONNX exporter (any student; the BiLSTM's graph then
+    keeps its hand-built backward direction: scripts/profile_request.py compares the two)."""
     import torch
 
     Dim = torch.export.Dim

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -334,12 +335,15 @@ class Bundle:
         """Logits (N, C) of padded inputs; a fixed-batch model gets chunks padded with empty rows; a
         "row" batch policy runs each row alone at its own length, so it gets what it gets alone."""
         if self.batch_policy == "row" and self.batch_size is None:
-            out = []
-            for i in range(len(ids)):
-                n = ids.shape[-1] if self.fixed_length else max(self.min_length, int(mask[i].sum(-1).max()))
-                out.append(self.run(ids[i:i + 1, ..., :n], mask[i:i + 1, ..., :n]))
-            if len(out) == 1:  # one request, one text: no copy
-                return out[0]
+            T = ids.shape[-1]
+            # right-padded: a row runs at T when its longest side reaches the last position
+            if len(ids) == 1 and (self.fixed_length or mask[0, ..., -1].any()):  # one request: no slicing, no copy
+                return self.run(ids, mask)
+            if self.fixed_length:
+                lengths = [T] * len(ids)
+            else:  # each row's longest side; a row with no real token still runs min_length steps
+                lengths = mask.reshape(len(ids), -1, T).sum(-1).max(-1).clip(self.min_length).tolist()
+            out = [self.run(ids[i:i + 1, ..., :n], mask[i:i + 1, ..., :n]) for i, n in enumerate(lengths)]
             return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
         if self.batch_size is None or len(ids) == self.batch_size:
             return self.run(ids, mask)
@@ -360,8 +364,11 @@ class Bundle:
         preds = []
         for start in range(0, len(texts), batch_size):
             ids, mask, truncated = self.encode(texts[start:start + batch_size])
-            probs = softmax(self.logits(ids, mask).astype(np.float64))
-            # Python floats in one conversion each (numpy scalars one by one cost more than the small model)
-            for best, p, t in zip(probs.argmax(-1).tolist(), probs.tolist(), truncated.tolist()):
-                preds.append(Prediction(self.labels[best], {name: round(v, 6) for name, v in zip(self.labels, p)}, t))
+            # softmax in Python floats, row by row: for a few labels, cheaper than numpy's per-call overhead
+            for row, t in zip(self.logits(ids, mask).tolist(), truncated.tolist()):
+                top = max(row)
+                e = [math.exp(v - top) for v in row]
+                total = sum(e)
+                preds.append(Prediction(self.labels[row.index(top)],
+                                        {name: round(v / total, 6) for name, v in zip(self.labels, e)}, t))
         return preds
