@@ -9,7 +9,8 @@
 Sizes count every parameter, embeddings included (1 MB = 10^6 bytes), stored as the export stores
 it: at fp32 and fp16, 4 and 2 bytes each; at int8, the export's precision policy
 (distill/bundle/policy.py INT8_OPS): one byte for the weights of the op types it quantizes
-(embedding tables: Gather; Linear weights: MatMul; the BiLSTM's LSTM weights), four for the rest
+(embedding tables: Gather, plus a 4-byte scale per row; Linear weights: MatMul; the BiLSTM's LSTM weights;
+these two with a 4-byte scale and a 1-byte zero point per output channel), four for the rest
 (convolutions, biases, norms); at int8-table4 (`distill.export --quantize int8 --table-bits 4`), the
 embedding tables take half a byte per weight plus a 4-byte scale per block of TABLE4_BLOCK values.
 An export's other scales and the graph itself are not counted: tens of KB,
@@ -143,10 +144,14 @@ def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
                 rows, dim = p.shape  # 4-bit values packed two to a byte, an fp32 scale per block of each row
                 total += rows * ((dim + 1) // 2 + 4 * -(-dim // TABLE4_BLOCK))
                 continue
-            int8 = (("Gather" in ops and isinstance(module, torch.nn.Embedding))
-                    or ("MatMul" in ops and isinstance(module, torch.nn.Linear) and name == "weight")
+            if "Gather" in ops and isinstance(module, torch.nn.Embedding):
+                rows, dim = p.shape  # int8 values and an fp32 scale per row (distill.bundle.onnx._table_to_int8_rows)
+                total += rows * (dim + 4)
+                continue
+            int8 = (("MatMul" in ops and isinstance(module, torch.nn.Linear) and name == "weight")
                     or ("LSTM" in ops and isinstance(module, torch.nn.LSTM) and name.startswith("weight_")))
-            total += p.numel() * (1 if int8 else 4)
+            # int8 weights: a byte each, and an fp32 scale and an int8 zero point per output channel (row)
+            total += p.numel() + 5 * p.shape[0] if int8 else 4 * p.numel()
     return total
 
 
