@@ -10,7 +10,8 @@ Sizes count every parameter, embeddings included (1 MB = 10^6 bytes), stored as 
 it: at fp32 and fp16, 4 and 2 bytes each; at int8, the export's precision policy
 (distill/bundle/policy.py INT8_OPS): one byte for the weights of the op types it quantizes
 (embedding tables: Gather, plus a 4-byte scale per row; Linear weights: MatMul; the BiLSTM's LSTM weights;
-these two with a 4-byte scale and a 1-byte zero point per output channel), four for the rest
+these two, for policy.PER_CHANNEL students, with a 4-byte scale and a 1-byte zero point per output channel),
+four for the rest
 (convolutions, biases, norms); at int8-table4 (`distill.export --quantize int8 --table-bits 4`), the
 embedding tables take half a byte per weight plus a 4-byte scale per block of TABLE4_BLOCK values.
 An export's other scales and the graph itself are not counted: tens of KB,
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 import students
-from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, TABLE4_BLOCK
+from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, PER_CHANNEL, TABLE4_BLOCK
 from search.latency import RUNTIMES, latency_ms, runtime_label
 
 BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1, "int8-table4": 1}  # int8-table4: tables at 4 bits
@@ -133,7 +134,8 @@ def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
     """Bytes of the model's parameters in its export at `precision` (see the module's docstring)."""
     if not precision.startswith("int8"):
         return model.num_parameters() * BYTES_PER_PARAM[precision]
-    ops = INT8_OPS.get(STUDENT_OF.get(type(model).__name__, ""), DEFAULT_INT8_OPS)
+    student = STUDENT_OF.get(type(model).__name__, "")
+    ops, per_channel = INT8_OPS.get(student, DEFAULT_INT8_OPS), student in PER_CHANNEL
     seen, total = set(), 0
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
@@ -150,8 +152,8 @@ def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
                 continue
             int8 = (("MatMul" in ops and isinstance(module, torch.nn.Linear) and name == "weight")
                     or ("LSTM" in ops and isinstance(module, torch.nn.LSTM) and name.startswith("weight_")))
-            # int8 weights: a byte each, and an fp32 scale and an int8 zero point per output channel (row)
-            total += p.numel() + 5 * p.shape[0] if int8 else 4 * p.numel()
+            # int8 weights: a byte each (per channel, with an fp32 scale and an int8 zero point per output row)
+            total += p.numel() + (5 * p.shape[0] if per_channel else 0) if int8 else 4 * p.numel()
     return total
 
 

@@ -39,6 +39,7 @@ from distill.bundle.policy import (
     FP32_MAX_DIFF,
     INT8_MIN_AGREEMENT,
     INT8_OPS,
+    PER_CHANNEL,
     SLOWER_TOLERANCE,
     TABLE4_BLOCK,
     TABLE_BITS,
@@ -404,8 +405,9 @@ def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads
     slower = int8_is_slower(lat, lat_fp32)
     times = (f"time ratio {slowdown:.2f}, the geometric mean over " + ", ".join(
         f"batch {k[1:]}: {lat[k]:.3f} vs {lat_fp32[k]:.3f} ms" for k in lat))
-    q = {"requested": "int8", "method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights with a scale per "
-                                        "output channel (MatMul, LSTM); the embedding tables " + (
+    weights = "a scale per output channel" if student in PER_CHANNEL else "one scale per tensor"
+    q = {"requested": "int8", "method": f"onnxruntime.quantization.quantize_dynamic, QInt8 weights with {weights} "
+                                        "(MatMul, LSTM); the embedding tables " + (
              f"by MatMulNBitsQuantizer (4-bit, symmetric, blocks of {TABLE4_BLOCK})" if table_bits == 4 else
              "int8 with a scale per row (Gather, Cast, Gather, Mul)"), "table_bits": table_bits,
          "op_types": ops, **sizes, "int8_latency_ms": lat, "fp32_latency_ms": lat_fp32,

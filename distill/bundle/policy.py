@@ -17,6 +17,11 @@ SLOWER_TOLERANCE = 0.03
 INT8_OPS = {"bilstm": ("Gather", "LSTM", "MatMul"), "cnn": ("Gather", "MatMul"),
             "transformer": ("Gather", "MatMul")}
 DEFAULT_INT8_OPS = ("Gather", "MatMul")
+# Students whose int8 weights (MatMul, LSTM) get a scale per output channel rather than one per tensor. The
+# transformer started from its teacher's layers needs it: on SST-2 its labels agree with fp32 on 98.05% of dev
+# rows per tensor and 99.54% per channel (the rule below asks 99%). The BiLSTM agrees as well per tensor
+# (99.66% both ways) and its int8 call is 9% faster so; the CNN ships fp32 (its int8 is slower).
+PER_CHANNEL = frozenset({"transformer"})
 # --table-bits 4: the embedding table (Gather) at 4 bits per weight, in blocks of TABLE4_BLOCK values along
 # the embedding dimension, each with its own fp32 scale (symmetric): ONNX Runtime's GatherBlockQuantized
 # contrib op. 64 costs 0.5 bit per weight in scales (32 would cost 1); on the pruned 160-wide BiLSTM's

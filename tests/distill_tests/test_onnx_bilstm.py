@@ -89,3 +89,25 @@ def test_the_int8_graph_quantizes_the_lstm_and_keeps_the_labels(tmp_path):
             want = model(torch.from_numpy(x), torch.from_numpy(m)).numpy()
             got = s8.run(["logits"], {"input_ids": x, "attention_mask": m})[0]
             assert np.abs(got - want).max() < 0.1  # int8: close, not equal
+
+
+def test_the_int8_table_has_a_scale_per_row(tmp_path):
+    """The exported table is int8 rows times each row's scale (max |row| / 127): every weight within half a step
+    of the student's, and the pad row exactly zero."""
+    import onnx
+    from onnx import numpy_helper
+
+    from distill.bundle.onnx import export_onnx, quantize_onnx
+
+    model = tiny(False, 1, 0)
+    export_onnx(model, tmp_path / "m.onnx", pair=False, max_length=T)
+    quantize_onnx(tmp_path / "m.onnx", tmp_path / "m8.onnx", "bilstm")
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "m8.onnx")).graph.initializer}
+    q, scale = inits["embedding.weight_int8"], inits["embedding.weight_row_scale"]
+    table = model.embedding.weight.detach().numpy()
+    assert q.dtype == np.int8 and q.shape == table.shape and scale.shape == (VOCAB, 1)
+    assert "embedding.weight" not in inits  # the float table is gone
+    live = np.abs(table).max(1) > 0
+    np.testing.assert_allclose(scale[live, 0], np.abs(table[live]).max(1) / 127, rtol=1e-6)
+    assert np.all(np.abs(q * scale - table) <= scale / 2 + 1e-7)
+    assert not q[model.config.pad_id].any()
