@@ -151,7 +151,8 @@ def _table_to_int8_rows(path: Path) -> None:
     (max |row| / 127, symmetric): Gather, Cast, Gather, Mul, all standard ONNX. ONNX Runtime's Gather
     quantization has one scale for the whole table, which rounds a pretrained table (the transformer's, copied
     from its teacher) coarsely enough to flip labels: 98.97% agreement against 99.66% with a scale per row,
-    both with per-channel weights, on the SST-2 transformer started from its teacher. The scales cost 4 bytes a row (search.budget counts them)."""
+    both with per-channel weights, on the SST-2 transformer started from its teacher. The scales cost 4 bytes a
+    row (search.budget counts them)."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
