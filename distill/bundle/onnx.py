@@ -109,11 +109,10 @@ def onnx_shapes(path: Path) -> dict:
 
 
 def quantize_onnx(src: Path, dst: Path, student: str, table_bits: int = 8) -> list[str]:
-    """Dynamic int8 of the chosen op types (policy.INT8_OPS): ONNX Runtime's `quantize_dynamic` for the weights of
-    MatMul and LSTM, one scale per tensor or, for policy.PER_CHANNEL, per output channel (activations are
-    quantized on the fly); the embedding tables
-    (Gather) by _table_to_int8_rows, a scale per row, or with table_bits=4 at 4 bits in blocks
-    (policy.TABLE4_BLOCK). Returns the op types quantized."""
+    """Dynamic int8 of the chosen op types (policy.INT8_OPS). The weights of MatMul and LSTM by ONNX Runtime's
+    `quantize_dynamic`, one scale per tensor or, for policy.PER_CHANNEL, per output channel (activations are
+    quantized on the fly); the embedding tables (Gather) by _table_to_int8_rows, a scale per row, or with
+    table_bits=4 at 4 bits in blocks (policy.TABLE4_BLOCK). Returns the op types quantized."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

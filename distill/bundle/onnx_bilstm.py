@@ -26,14 +26,15 @@ def _gates(w: np.ndarray) -> np.ndarray:
     return np.concatenate([i, o, f, g], axis=0)
 
 
+def _np(tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy()
+
+
 def _lstm_weights(fwd, bwd) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """W (2, 4H, in), R (2, 4H, H), B (2, 8H) of one layer's two directions (nn.LSTM, one layer each)."""
-    def arr(module, name):
-        return getattr(module, name).detach().float().cpu().numpy()
-
-    W = np.stack([_gates(arr(m, "weight_ih_l0")) for m in (fwd, bwd)])
-    R = np.stack([_gates(arr(m, "weight_hh_l0")) for m in (fwd, bwd)])
-    B = np.stack([np.concatenate([_gates(arr(m, "bias_ih_l0")), _gates(arr(m, "bias_hh_l0"))]) for m in (fwd, bwd)])
+    W = np.stack([_gates(_np(m.weight_ih_l0)) for m in (fwd, bwd)])
+    R = np.stack([_gates(_np(m.weight_hh_l0)) for m in (fwd, bwd)])
+    B = np.stack([np.concatenate([_gates(_np(m.bias_ih_l0)), _gates(_np(m.bias_hh_l0))]) for m in (fwd, bwd)])
     return W, R, B
 
 
@@ -76,10 +77,10 @@ def bilstm_graph(model: BiLSTM):
 
     emb = model.embedding
     if hasattr(emb, "lookup"):  # LowRankEmbedding: a (V, r) lookup, then a (r, d) projection
-        x = g.op("Gather", g.const(emb.lookup.weight.detach().float().numpy(), "embedding.lookup.weight"), ids)
-        x = g.op("MatMul", x, g.const(emb.proj.weight.detach().float().numpy().T.copy(), "embedding.proj.weight"))
+        x = g.op("Gather", g.const(_np(emb.lookup.weight), "embedding.lookup.weight"), ids)
+        x = g.op("MatMul", x, g.const(_np(emb.proj.weight).T.copy(), "embedding.proj.weight"))
     else:
-        x = g.op("Gather", g.const(emb.weight.detach().float().numpy(), "embedding.weight"), ids)  # (B, T, E)
+        x = g.op("Gather", g.const(_np(emb.weight), "embedding.weight"), ids)  # (B, T, E)
 
     lengths = g.op("ReduceSum", mask, one, keepdims=0)  # (B,) real tokens per row
     # a row with no real token runs over one step, then its output is replaced by zeros below
@@ -104,9 +105,8 @@ def bilstm_graph(model: BiLSTM):
         feats = g.op("Concat", a, b, g.op("Mul", a, b), g.op("Abs", g.op("Sub", a, b)), axis=1)
 
     def linear(v, layer, name, out=None):
-        w = g.const(layer.weight.detach().float().numpy().T.copy(), f"{name}.weight")
-        return g.op("Add", g.op("MatMul", v, w), g.const(layer.bias.detach().float().numpy(), f"{name}.bias"),
-                    name=out)
+        w = g.const(_np(layer.weight).T.copy(), f"{name}.weight")
+        return g.op("Add", g.op("MatMul", v, w), g.const(_np(layer.bias), f"{name}.bias"), name=out)
 
     hidden = g.op("Relu", linear(feats, model.head.fc, "head.fc"))
     linear(hidden, model.head.out, "head.out", out="logits")
