@@ -447,8 +447,9 @@ def _js_modules() -> Path | None:
 
 
 @needs_onnx
-@pytest.mark.parametrize("kind", ["fp32", "4-bit table, no vocab.txt"])
-def test_the_readmes_javascript_runs_and_matches_python(kind, runs, onnx_bundles, tmp_path, monkeypatch):
+@pytest.mark.parametrize("student, kind", [("cnn", "fp32"), ("cnn", "4-bit table, no vocab.txt"),
+                                           ("bilstm", "fp32")])  # the BiLSTM: its graph written from its weights
+def test_the_readmes_javascript_runs_and_matches_python(student, kind, runs, onnx_bundles, tmp_path, monkeypatch):
     """The README's JavaScript snippet, run by node on the bundle: same ids (an empty text included) and
     labels as the Python runtime; also for the smallest bundle (GatherBlockQuantized, tokenizer.json alone)."""
     if not shutil.which("node"):
@@ -456,7 +457,7 @@ def test_the_readmes_javascript_runs_and_matches_python(kind, runs, onnx_bundles
     modules = _js_modules()
     if modules is None:
         pytest.skip("needs npm packages @huggingface/transformers and onnxruntime-node (npm install failed)")
-    bundle_dir = onnx_bundles["cnn"]
+    bundle_dir = onnx_bundles[student]
     if kind != "fp32":
         _reuse_onnx(monkeypatch, bundle_dir)
         # a tiny student's near-tied logits may flip under a 4-bit table: the gate is not this test's subject
