@@ -52,7 +52,8 @@ from distill.bundle.check import dev_rows, parity
 from distill.bundle.files import versions
 from distill.bundle.latency import rotated_latency
 from distill.bundle.onnx import quantize_onnx
-from distill.bundle.runtime import Bundle
+from distill.bundle.policy import STATIC
+from distill.bundle.runtime import METADATA, Bundle
 from distill.data import compute_metric
 from distill.errors import DistillError
 from distill.teacher import onnx_teacher
@@ -94,11 +95,18 @@ def export_bundle(run_dir: Path, out: Path, *flags: str) -> dict:
     return meta
 
 
-def int8_candidate(fp32_bundle: Path, out: Path, student: str) -> Path:
-    """A copy of the fp32 ONNX bundle whose model.onnx is the int8 one (for timing it)."""
+def int8_candidate(fp32_bundle: Path, out: Path, student: str, calibration_texts: list) -> Path:
+    """A copy of the fp32 ONNX bundle whose model.onnx is the int8 one, quantized and run as distill.export would
+    ship it (static students calibrated on the training rows; dynamic ones one text per call), for timing it."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(fp32_bundle, out)
-    quantize_onnx(fp32_bundle / "model.onnx", out / "model.onnx", student)
+    static = student in STATIC
+    encode = Bundle(fp32_bundle).encode
+    feeds = [encode([t])[:2] for t in calibration_texts] if static else None
+    quantize_onnx(fp32_bundle / "model.onnx", out / "model.onnx", student, calibration=feeds)
+    meta = json.loads((out / METADATA).read_text())
+    meta["batch_policy"] = "batch" if static else "row"
+    (out / METADATA).write_text(json.dumps(meta, indent=2))
     return out
 
 
@@ -268,9 +276,10 @@ def bench(runs: Path, exports: Path, students: tuple[str, ...], repeats: int, te
         if not et_ok and executorch:
             why = metas["executorch"].get("refused") or metas["executorch_b32"]["refused"]
             refused.append(f"{s} ExecuTorch: {why}")
-        cand = int8_candidate(b / "onnx", b / "onnx-int8-candidate", s)
         model, _, config = load_run(run_dir)
-        cand_parity = parity(Bundle(cand), model, dev_rows(config, None, 1000))
+        rows = dev_rows(config, None, 1000)
+        cand = int8_candidate(b / "onnx", b / "onnx-int8-candidate", s, rows.calibration)
+        cand_parity = parity(Bundle(cand), model, rows)
         length = metas["onnx_fp32"]["parity"]["median_length"]
         lengths[s] = length
         bundles = {"onnx_fp32": {None: b / "onnx"}, "onnx_int8": {None: cand}}

@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/profile_request.py        # after scripts/bench_export.py (its bundles and runs)
 
-On one thread, for the shipped bundles of scripts/bench_export.py (exports/bench/<student>/onnx-int8 for the
-BiLSTM, onnx for the CNN), interleaved in rounds so that drift hits all alike:
+On one thread, for the shipped bundles of scripts/bench_export.py (exports/bench/<student>/onnx-int8 where int8
+was kept, else onnx), interleaved in rounds so that drift hits all alike:
 1. the request path: the tokenizer, `Bundle.encode`, the model call and `Bundle.predict` (median ms over
    SST-2 dev sentences, one per call);
 2. the model call under other session options: no spinning, no memory pattern, no arena, the extended
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 import tempfile
@@ -33,7 +34,13 @@ import numpy as np  # noqa: E402
 from benchlib import publish  # noqa: E402
 
 SST2_DEV = ROOT.parent / "shared" / "data" / "glue" / "sst2" / "dev.tsv"
-BUNDLES = {"bilstm": "onnx-int8", "cnn": "onnx"}  # what bench_export shipped on this machine
+STUDENTS = ("bilstm", "cnn")
+
+
+def shipped(exports: Path, student: str) -> str:
+    """The bundle folder bench_export ships for a student: its int8 export if int8 was kept, else fp32."""
+    meta = exports / student / "onnx-int8" / "metadata.json"
+    return "onnx-int8" if meta.is_file() and json.loads(meta.read_text())["precision"] == "int8" else "onnx"
 GRAPHS = {"traced": "traced, the student's own backward direction", "flip": "traced with a plain flip and max",
           "shipped": "one bidirectional LSTM node (shipped)"}
 OPTIONS = ("default", "no spinning", "no memory pattern", "no arena", "extended optimisation", "OrtValue inputs")
@@ -135,22 +142,23 @@ def main() -> None:
     from distill.bundle.runtime import Bundle
 
     exports, runs = Path(args.exports), Path(args.runs)
-    missing = [exports / s / f for s, f in BUNDLES.items() if not (exports / s / f).is_dir()]
+    bundles = {s: shipped(exports, s) for s in STUDENTS}
+    missing = [exports / s / f for s, f in bundles.items() if not (exports / s / f).is_dir()]
     if missing or not (runs / "bilstm-distilled").is_dir() or not SST2_DEV.is_file():
         sys.exit(f"error: needs scripts/bench_export.py's bundles and runs ({', '.join(map(str, missing)) or runs}) "
                  f"and {SST2_DEV}; run scripts/bench_export.py first")
     with open(SST2_DEV, newline="") as f:
         texts = [row["sentence"] for row in csv.DictReader(f, delimiter="\t")][: args.texts]
     out = {"texts": len(texts), "rounds": args.rounds, "threads": 1, "path": {}, "options": {}}
-    for student, folder in BUNDLES.items():
+    for student, folder in bundles.items():
         bundle = Bundle(exports / student / folder, threads=1)
         out["path"][student], out["options"][student] = request_path(bundle, texts, args.rounds)
-    bilstm = Bundle(exports / "bilstm" / BUNDLES["bilstm"], threads=1)
+    bilstm = Bundle(exports / "bilstm" / bundles["bilstm"], threads=1)
     ids = [bilstm.encode([t])[0] for t in texts[:50]]  # (1, T) each: one unpadded row
     out["graphs"] = graph_cost(runs / "bilstm-distilled", ids, args.rounds)
 
     lines = [f"One thread, median ms over {len(texts)} SST-2 dev sentences x {args.rounds} rounds (interleaved), "
-             f"the bundles of scripts/bench_export.py ({', '.join(f'{s}: {f}' for s, f in BUNDLES.items())}).", "",
+             f"the bundles of scripts/bench_export.py ({', '.join(f'{s}: {f}' for s, f in bundles.items())}).", "",
              "| student | tokenizer | Bundle.encode | model call | Bundle.predict |", "|---|---|---|---|---|"]
     for s, r in out["path"].items():
         lines.append(f"| {s} | {r['tokenizer']:.3f} | {r['encode']:.3f} | {r['model call']:.3f} | {r['predict']:.3f} |")

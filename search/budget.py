@@ -10,9 +10,9 @@ Sizes count every parameter, embeddings included (1 MB = 10^6 bytes), stored as 
 it: at fp32 and fp16, 4 and 2 bytes each; at int8, the export's precision policy
 (distill/bundle/policy.py INT8_OPS): one byte for the weights of the op types it quantizes
 (embedding tables: Gather, plus a 4-byte scale per row; Linear weights: MatMul; the BiLSTM's LSTM weights;
-these two, for policy.PER_CHANNEL students, with a 4-byte scale and a 1-byte zero point per output channel),
-four for the rest
-(convolutions, biases, norms); at int8-table4 (`distill.export --quantize int8 --table-bits 4`), the
+the CNN's convolutions, quantized statically; these, for policy.PER_CHANNEL and STATIC students, with a 4-byte
+scale and a 1-byte zero point per output channel), four for the rest
+(biases, norms); at int8-table4 (`distill.export --quantize int8 --table-bits 4`), the
 embedding tables take half a byte per weight plus a 4-byte scale per block of TABLE4_BLOCK values.
 An export's other scales and the graph itself are not counted: tens of KB,
 under 2% of a model of a few MB. Latency is the median wall time of `timing.repeats` calls at
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 import students
-from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, PER_CHANNEL, TABLE4_BLOCK
+from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, PER_CHANNEL, STATIC, TABLE4_BLOCK
 from search.latency import RUNTIMES, latency_ms, runtime_label
 
 BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1, "int8-table4": 1}  # int8-table4: tables at 4 bits
@@ -135,7 +135,7 @@ def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
     if not precision.startswith("int8"):
         return model.num_parameters() * BYTES_PER_PARAM[precision]
     student = STUDENT_OF.get(type(model).__name__, "")
-    ops, per_channel = INT8_OPS.get(student, DEFAULT_INT8_OPS), student in PER_CHANNEL
+    ops, per_channel = INT8_OPS.get(student, DEFAULT_INT8_OPS), student in PER_CHANNEL | STATIC
     seen, total = set(), 0
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
@@ -151,6 +151,7 @@ def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
                 total += rows * (dim + 4)
                 continue
             int8 = (("MatMul" in ops and isinstance(module, torch.nn.Linear) and name == "weight")
+                    or ("Conv" in ops and isinstance(module, torch.nn.Conv1d) and name == "weight")
                     or ("LSTM" in ops and isinstance(module, torch.nn.LSTM) and name.startswith("weight_")))
             # int8 weights: a byte each (per channel, with an fp32 scale and an int8 zero point per output row)
             total += p.numel() + (5 * p.shape[0] if per_channel else 0) if int8 else 4 * p.numel()

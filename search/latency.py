@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from distill.bundle.onnx import export_onnx, quantize_onnx
+from distill.bundle.policy import STATIC
 from distill.training.report import measure_latency, median_ms, student_inputs
 
 RUNTIMES = ("onnx", "torch")
@@ -88,13 +89,15 @@ def onnx_latency_ms(model: torch.nn.Module, student: str, vocab_size: int, pair:
     with tempfile.TemporaryDirectory(prefix="search-latency-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(model.eval(), path, pair=pair, max_length=timing.length)
+        inputs = student_inputs(vocab_size, timing.length, pair)(timing.batch)
+        ids, mask = inputs["input_ids"].numpy(), inputs["attention_mask"].numpy()
         if precision.startswith("int8"):
+            # a static student calibrates on the timed inputs: its speed does not depend on the scales
+            calibration = [(ids[i:i + 1], mask[i:i + 1]) for i in range(len(ids))] if student in STATIC else None
             quantize_onnx(path, Path(tmp) / "model.int8.onnx", student,
-                          table_bits=4 if precision == "int8-table4" else 8)
+                          table_bits=4 if precision == "int8-table4" else 8, calibration=calibration)
             path = Path(tmp) / "model.int8.onnx"
         runner = OnnxRunner(path, timing.threads)
-    inputs = student_inputs(vocab_size, timing.length, pair)(timing.batch)
-    ids, mask = inputs["input_ids"].numpy(), inputs["attention_mask"].numpy()
     return median_ms(lambda: runner(ids, mask), warmup=3, repeats=timing.repeats)
 
 

@@ -41,6 +41,7 @@ from distill.bundle.policy import (
     INT8_OPS,
     PER_CHANNEL,
     SLOWER_TOLERANCE,
+    STATIC,
     TABLE4_BLOCK,
     TABLE_BITS,
     int8_is_slower,
@@ -367,19 +368,24 @@ def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads
     """Quantize model.onnx to int8 (table_bits=4: its embedding table at 4 bits); keep it only if it agrees
     and (keep="if-faster") is not slower.
 
-    An int8 bundle runs one text per call ("batch_policy": "row"): dynamic quantization computes each
+    A dynamic int8 bundle runs one text per call ("batch_policy": "row"): dynamic quantization computes each
     activation scale over the whole input, so in a batch a text's logits would depend on its neighbours
     (and their padding). Row by row, the parity check, distill.predict and any batch give each text
-    what it gets alone; its timings (batch 32 = 32 calls) are what that costs. Updates meta."""
+    what it gets alone; its timings (batch 32 = 32 calls) are what that costs. A static one (policy.STATIC)
+    has fixed scales and runs a batch in one call ("batch"). Updates meta."""
     fp32, int8 = tmp / "model.onnx", tmp / "model.int8.onnx"
     table = f"; the table at 4 bits, blocks of {TABLE4_BLOCK}" if table_bits == 4 else ""
-    t0 = _step(f"quantizing to int8 (dynamic, ONNX Runtime: {', '.join(INT8_OPS.get(student, DEFAULT_INT8_OPS))}"
+    static = student in STATIC
+    how = f"static, calibrated on {len(rows.calibration)} training rows" if static else "dynamic"
+    t0 = _step(f"quantizing to int8 ({how}, ONNX Runtime: {', '.join(INT8_OPS.get(student, DEFAULT_INT8_OPS))}"
                f"{table}) ...")
-    ops = quantize_onnx(fp32, int8, student, table_bits)
+    encode = Bundle(tmp, threads=threads).encode  # the fp32 model's bundle: its tokenizer makes the feeds
+    calibration = [encode([t])[:2] for t in rows.calibration] if static else None
+    ops = quantize_onnx(fp32, int8, student, table_bits, calibration)
     os.replace(fp32, tmp / "model.fp32.onnx")
     os.replace(int8, fp32)  # the bundle reads model.onnx; try the int8 one there
     bundle = Bundle(tmp, threads=threads)
-    bundle.batch_policy = "row"
+    bundle.batch_policy = "batch" if static else "row"
     par = parity(bundle, model, rows)
     timing_length = meta["timing"]["length"]
     lat = time_bundle(bundle, timing_length)
@@ -405,9 +411,11 @@ def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads
     slower = int8_is_slower(lat, lat_fp32)
     times = (f"time ratio {slowdown:.2f}, the geometric mean over " + ", ".join(
         f"batch {k[1:]}: {lat[k]:.3f} vs {lat_fp32[k]:.3f} ms" for k in lat))
-    weights = "a scale per output channel" if student in PER_CHANNEL else "one scale per tensor"
-    q = {"requested": "int8", "method": f"onnxruntime.quantization.quantize_dynamic, QInt8 weights with {weights} "
-                                        "(MatMul, LSTM); the embedding tables " + (
+    weights = "a scale per output channel" if student in PER_CHANNEL | STATIC else "one scale per tensor"
+    method = (f"onnxruntime.quantization.quantize_static (QDQ), QUInt8 activations at scales calibrated on "
+              f"{len(rows.calibration)} training rows, QInt8 weights with {weights} (Conv, MatMul, Gemm)" if static
+              else f"onnxruntime.quantization.quantize_dynamic, QInt8 weights with {weights} (MatMul, LSTM)")
+    q = {"requested": "int8", "method": method + "; the embedding tables " + (
              f"by MatMulNBitsQuantizer (4-bit, symmetric, blocks of {TABLE4_BLOCK})" if table_bits == 4 else
              "int8 with a scale per row (Gather, Cast, Gather, Mul)"), "table_bits": table_bits,
          "op_types": ops, **sizes, "int8_latency_ms": lat, "fp32_latency_ms": lat_fp32,
@@ -428,9 +436,11 @@ def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads
     meta["quantization"] = {**q, "kept": True, "keep_int8": keep, "reason": kept_why if slower else (
         f"agrees, and is not slower overall (within {SLOWER_TOLERANCE:.0%} timing noise; {times})")}
     meta |= {"precision": "int8", "model_bytes": sizes["int8_bytes"], "parity": par, "latency_ms": lat,
-             "batch_policy": "row",
-             "batch_policy_why": "dynamic int8 scales activations over the whole input: each text runs alone, "
-                                 "at its own length, so its label never depends on the rest of a batch"}
+             "batch_policy": "batch" if static else "row",
+             "batch_policy_why": ("static int8: activation scales are fixed and accumulation is in integers, so a "
+                                  "batch gives each text what it gets alone" if static else
+                                  "dynamic int8 scales activations over the whole input: each text runs alone, "
+                                  "at its own length, so its label never depends on the rest of a batch")}
     return meta
 
 

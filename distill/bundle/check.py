@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from distill.bundle.policy import TIMING_BATCHES
+from distill.bundle.policy import CALIBRATION_ROWS, TIMING_BATCHES
 from distill.bundle.runtime import Bundle
 from distill.errors import DistillError
 
 
 @dataclass
 class DevRows:
-    """The dev rows the parity check runs: texts as tuples of sides, gold labels (-1: none)."""
+    """The dev rows the parity check runs: texts as tuples of sides, gold labels (-1: none); and training rows
+    that calibrate a static int8 model's activation scales (policy.STATIC)."""
 
     texts: list[tuple[str, ...]]
     labels: np.ndarray
     metric: str
     source: str
+    calibration: list[tuple[str, ...]] = field(default_factory=list)
 
 
 def dev_rows(config: dict, labels_path: str | None, n: int) -> DevRows:
@@ -49,8 +51,11 @@ def dev_rows(config: dict, labels_path: str | None, n: int) -> DevRows:
     idx = np.arange(len(dev.texts))
     if len(idx) > n:
         idx = np.sort(np.random.default_rng(0).choice(len(idx), n, replace=False))
+    train = ls.splits["train"].texts
+    pick = np.random.default_rng(0).choice(len(train), min(CALIBRATION_ROWS, len(train)), replace=False)
     return DevRows([tuple(dev.texts[i]) for i in idx], np.asarray(dev.labels)[idx],
-                   ls.task.metric, Path(ls.path).name)  # a name: the bundle holds no local paths
+                   ls.task.metric, Path(ls.path).name,  # a name: the bundle holds no local paths
+                   [tuple(train[i]) for i in np.sort(pick)])
 
 
 def bundle_and_student_logits(bundle: Bundle, model, texts: list, batch: int = 64):

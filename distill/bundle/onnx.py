@@ -8,7 +8,15 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, PER_CHANNEL, TABLE4_BLOCK, TABLE4_SYMMETRIC
+from distill.bundle.policy import (
+    DEFAULT_INT8_OPS,
+    INT8_OPS,
+    PER_CHANNEL,
+    STATIC,
+    STATIC_OPS,
+    TABLE4_BLOCK,
+    TABLE4_SYMMETRIC,
+)
 from distill.bundle.trace import example_inputs, length_limit, quiet
 from distill.errors import DistillError
 
@@ -108,26 +116,65 @@ def onnx_shapes(path: Path) -> dict:
             "outputs": {v.name: dims(v) for v in graph.output}}
 
 
-def quantize_onnx(src: Path, dst: Path, student: str, table_bits: int = 8) -> list[str]:
-    """Dynamic int8 of the chosen op types (policy.INT8_OPS). The weights of MatMul and LSTM by ONNX Runtime's
-    `quantize_dynamic`, one scale per tensor or, for policy.PER_CHANNEL, per output channel (activations are
-    quantized on the fly); the embedding tables (Gather) by _table_to_int8_rows, a scale per row, or with
-    table_bits=4 at 4 bits in blocks (policy.TABLE4_BLOCK). Returns the op types quantized."""
+def quantize_onnx(src: Path, dst: Path, student: str, table_bits: int = 8,
+                  calibration: list | None = None) -> list[str]:
+    """int8 of the chosen op types (policy.INT8_OPS). For policy.STATIC students, ONNX Runtime's `quantize_static`
+    with activation scales calibrated on `calibration` (a list of (input_ids, attention_mask) feeds, one training
+    row each); otherwise `quantize_dynamic` for the weights of MatMul and LSTM, one scale per tensor or, for
+    policy.PER_CHANNEL, per output channel (activations are quantized on the fly). The embedding tables (Gather)
+    by _table_to_int8_rows, a scale per row, or with table_bits=4 at 4 bits in blocks (policy.TABLE4_BLOCK).
+    Returns the op types quantized."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(src))
     # The dynamo exporter annotates intermediate shapes (value_info) that ORT's quantizer's shape
     # inference then rejects; the quantizer infers what it needs without them.
     del model.graph.value_info[:]
     ops = list(INT8_OPS.get(student, DEFAULT_INT8_OPS))
-    weight_ops = [o for o in ops if o != "Gather"]
-    with quiet():
-        quantize_dynamic(model, str(dst), op_types_to_quantize=weight_ops, weight_type=QuantType.QInt8,
-                         per_channel=student in PER_CHANNEL, extra_options={"MatMulConstBOnly": True})
+    if student in STATIC:
+        if not calibration:
+            raise ValueError(f"the {student} student is quantized statically: pass calibration feeds")
+        _quantize_static(model, dst, calibration)
+    else:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with quiet():
+            quantize_dynamic(model, str(dst), op_types_to_quantize=[o for o in ops if o != "Gather"],
+                             weight_type=QuantType.QInt8, per_channel=student in PER_CHANNEL,
+                             extra_options={"MatMulConstBOnly": True})
     if "Gather" in ops:
         (_table_to_4_bits if table_bits == 4 else _table_to_int8_rows)(dst)
     return ops
+
+
+def _quantize_static(model, dst: Path, calibration: list) -> None:
+    """QDQ int8 of the convolutions and matrix products: weights per output channel (QInt8), activations
+    (QUInt8) at the min/max that the calibration feeds reach."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self.rows = iter({"input_ids": ids, "attention_mask": mask} for ids, mask in calibration)
+
+        def get_next(self):
+            return next(self.rows, None)
+
+    with tempfile.TemporaryDirectory() as tmp, quiet():
+        src = Path(tmp) / "model.onnx"  # quantize_static calibrates on a copy it augments with outputs
+        onnx.save(model, str(src))
+        quantize_static(str(src), str(dst), Feeds(), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(STATIC_OPS), per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
 
 
 def _weight_tables(graph) -> list:

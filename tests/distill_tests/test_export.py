@@ -253,6 +253,34 @@ def test_an_int8_bundle_labels_a_text_alone_as_in_a_mixed_batch(runs, onnx_bundl
 
 
 @needs_onnx
+def test_a_static_int8_cnn_runs_a_batch_in_one_call_and_gives_each_text_what_it_gets_alone(runs, onnx_bundles,
+                                                                                          tmp_path, monkeypatch):
+    """The CNN is quantized statically (fixed activation scales calibrated on training rows): its convolutions are
+    int8, and a padded batch gives each text exactly the logits it gets alone, so it runs batches in one call."""
+    import onnx
+
+    _reuse_onnx(monkeypatch, onnx_bundles["cnn"])
+    monkeypatch.setattr(export, "INT8_MIN_AGREEMENT", 0.0)  # a tiny random student's near-ties: not the subject
+    out = tmp_path / "static"
+    meta = _export(runs["cnn"], out, "--quantize", "int8", "--keep-int8", "always")
+    assert meta["precision"] == "int8" and meta["batch_policy"] == "batch"
+    assert "quantize_static" in meta["quantization"]["method"] and "training rows" in meta["quantization"]["method"]
+    graph = onnx.load(str(out / "model.onnx")).graph
+    int8_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    conv_inputs = [n.input[1] for n in graph.node if n.op_type == "Conv"]
+    producers = {o: n for n in graph.node for o in n.output}
+    assert conv_inputs and all(producers[w].op_type == "DequantizeLinear" and producers[w].input[0] in int8_weights
+                               for w in conv_inputs)  # every convolution reads int8 weights
+    bundle = Bundle(out)
+    mixed = TEXTS + ["the movie was good", "dull", "a witty and charming film " * 3]
+    ids, mask, _ = bundle.encode(mixed)  # padded to the longest
+    together = bundle.logits(ids, mask)
+    for i, text in enumerate(mixed):
+        alone_ids, alone_mask, _ = bundle.encode([text])
+        np.testing.assert_array_equal(bundle.logits(alone_ids, alone_mask)[0], together[i])
+
+
+@needs_onnx
 @pytest.mark.parametrize("knob, flags, message", [
     ("INT8_MIN_AGREEMENT", ["--quantize", "int8"], "int8 parity check failed"),
     ("FP32_MAX_DIFF", [], "parity check failed"),
