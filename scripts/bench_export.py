@@ -277,9 +277,9 @@ def bench(runs: Path, exports: Path, students: tuple[str, ...], repeats: int, te
             why = metas["executorch"].get("refused") or metas["executorch_b32"]["refused"]
             refused.append(f"{s} ExecuTorch: {why}")
         model, _, config = load_run(run_dir)
-        rows = dev_rows(config, None, 1000)
-        cand = int8_candidate(b / "onnx", b / "onnx-int8-candidate", s, rows.calibration)
-        cand_parity = parity(Bundle(cand), model, rows)
+        dev = dev_rows(config, None, 1000)
+        cand = int8_candidate(b / "onnx", b / "onnx-int8-candidate", s, dev.calibration)
+        cand_parity = parity(Bundle(cand), model, dev)
         length = metas["onnx_fp32"]["parity"]["median_length"]
         lengths[s] = length
         bundles = {"onnx_fp32": {None: b / "onnx"}, "onnx_int8": {None: cand}}
