@@ -21,7 +21,9 @@ exports the bundles with `distill.export` into exports/bench/ and measures, in o
 The teacher rows (--teacher, default ../shared/teachers/minilm-sst2; skipped if absent) export it
 with the code `distill.label --runtime onnx|onnx-int8` uses, into <exports>/teacher.
 The ONNX int8 row is the int8 model whether or not `distill.export --quantize int8` kept it (it
-keeps int8 only if it is not slower than fp32); the table says which one it ships. ExecuTorch
+keeps int8 only if it is not slower than fp32); the table says which one it ships. It is quantized
+and run as the export ships it: the CNN statically, calibrated on its label set's training rows,
+a batch in one call; the BiLSTM and the transformer dynamically, one text per call. ExecuTorch
 programs take a fixed batch, so batch 1 and batch 32 are two exports; the BiLSTM's has a fixed
 length too (--max-length 64 here, longer than every SST-2 dev sentence), and inputs are padded
 to it. Results go to scripts/results/bench_export.{json,md} and into README.md between the
