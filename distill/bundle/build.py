@@ -6,14 +6,15 @@ int8, checked against the PyTorch student on the dev set every time.
     python -m distill.predict exports/bilstm "a gorgeous, witty, seductive movie"
 
 Flow: run folder (distill.train or search.run output) -> student -> model file in a temporary
-folder beside the output -> [int8: ONNX Runtime dynamic quantization; kept only if it agrees with
-the student and is not slower] -> parity check through the bundled tokenizer (fails loudly) ->
+folder beside the output -> [int8: ONNX Runtime quantization, dynamic for the BiLSTM and the
+transformer, static (calibrated on training rows) for the CNN; kept only if it agrees with the
+student and is not slower] -> parity check through the bundled tokenizer (fails loudly) ->
 metadata.json and README.md -> the folder is renamed into place, so a failed or killed export
 never leaves half a bundle.
 
 What each format can take (and metadata.json records it):
-- ONNX (torch.onnx.export, dynamo): any batch and any length up to the maximum, for every student.
-  The BiLSTM's nn.LSTM becomes ONNX's LSTM op, so its length stays dynamic too.
+- ONNX (torch.onnx.export, dynamo; the BiLSTM's graph written from its weights, one bidirectional LSTM
+  node per layer): any batch and any length up to the maximum, for every student.
 - ExecuTorch (.pte, XNNPACK backend): a fixed batch (`--batch-size`, default 1); the length is
   dynamic up to the maximum for the CNN and the transformer, and fixed at the maximum for the
   BiLSTM, whose LSTM ExecuTorch can only unroll over a known length (inputs are padded to it).
@@ -73,7 +74,8 @@ class ExportArgs:
     format: str = field(default="onnx", metadata=_help(
         "onnx (ONNX Runtime: servers, Android, iOS) or executorch (.pte with the XNNPACK backend)"))
     quantize: str = field(default="none", metadata=_help(
-        "int8: ONNX Runtime dynamic quantization (ONNX only); kept only if the labels agree on "
+        "int8: ONNX Runtime quantization (ONNX only; dynamic for the BiLSTM and the transformer, static, "
+        "calibrated on training rows of the label set, for the CNN); kept only if the labels agree on "
         f">= {INT8_MIN_AGREEMENT:.0%} of dev rows and it is not slower than fp32, otherwise fp32 "
         "is shipped and the output says why"))
     output_dir: str | None = field(default=None, metadata=_help(
@@ -124,7 +126,7 @@ class ExportArgs:
             (not (self.batch_size is not None and self.format == "onnx"),
              "--batch-size is for --format executorch; ONNX bundles take any batch size"),
             (not (self.quantize == "int8" and self.format == "executorch"),
-             "--quantize int8 is available with --format onnx (ONNX Runtime dynamic quantization); "
+             "--quantize int8 is available with --format onnx (ONNX Runtime quantization); "
              "ExecuTorch bundles are fp32 here: drop --quantize or use --format onnx"),
         ]
         for ok, message in checks:
