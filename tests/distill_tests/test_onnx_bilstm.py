@@ -7,6 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from onnx_helpers import right_padded
 
 from students import build_student
 
@@ -19,19 +20,7 @@ VOCAB, T = 60, 9
 
 def batch(pair: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Right-padded rows of lengths T, 1, 0 (no real token) and 5; the second side of a pair reversed."""
-    g = np.random.default_rng(seed)
-
-    def side(lengths):
-        ids, mask = np.zeros((len(lengths), T), np.int64), np.zeros((len(lengths), T), np.int64)
-        for i, n in enumerate(lengths):
-            ids[i, :n], mask[i, :n] = g.integers(1, VOCAB, n), 1
-        return ids, mask
-
-    lengths = [T, 1, 0, 5]
-    if not pair:
-        return side(lengths)
-    (a, am), (b, bm) = side(lengths), side(lengths[::-1])
-    return np.stack([a, b], 1), np.stack([am, bm], 1)
+    return right_padded([T, 1, 0, 5], pair, VOCAB, T, seed)
 
 
 def session(model_proto):

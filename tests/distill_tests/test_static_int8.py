@@ -6,6 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from onnx_helpers import right_padded
 
 from students import build_student
 
@@ -14,21 +15,6 @@ pytestmark = pytest.mark.skipif(not HAS_ORT, reason="needs the onnx extra (pip i
 torch.set_num_threads(1)
 
 VOCAB, T = 80, 12
-
-
-def rows(pair: bool, lengths: list[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    g = np.random.default_rng(seed)
-
-    def side(lens):
-        ids, mask = np.zeros((len(lens), T), np.int64), np.zeros((len(lens), T), np.int64)
-        for i, n in enumerate(lens):
-            ids[i, :n], mask[i, :n] = g.integers(1, VOCAB, n), 1
-        return ids, mask
-
-    if not pair:
-        return side(lengths)
-    (a, am), (b, bm) = side(lengths), side(lengths[::-1])
-    return np.stack([a, b], 1), np.stack([am, bm], 1)
 
 
 @pytest.mark.parametrize("pair", [False, True], ids=["single", "pair"])
@@ -42,7 +28,7 @@ def test_static_int8_is_batch_independent_and_close(pair, context, tmp_path):
     model = build_student("cnn", vocab_size=VOCAB, num_labels=3, pair=pair, embed_dim=16, width=12, depth=2,
                           context_layers=context).eval()
     export_onnx(model, tmp_path / "m.onnx", pair=pair, max_length=T)
-    ids, mask = rows(pair, [T, 1, 6, 0, 4], seed=1)
+    ids, mask = right_padded([T, 1, 6, 0, 4], pair, VOCAB, T, seed=1)
     lengths = [max(1, int(m.reshape(-1, T).sum(-1).max())) for m in mask]
     # calibrated on these rows, each alone: their activations are inside the scales' range
     calibration = [(ids[i:i + 1, ..., :n], mask[i:i + 1, ..., :n]) for i, n in enumerate(lengths)]
