@@ -381,6 +381,10 @@ def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads
     how = f"static, calibrated on {len(rows.calibration)} training rows" if static else "dynamic"
     t0 = _step(f"quantizing to int8 ({how}, ONNX Runtime: {', '.join(INT8_OPS.get(student, DEFAULT_INT8_OPS))}"
                f"{table}) ...")
+    if static and not rows.calibration:
+        raise DistillError(f"--quantize int8: the {student} student's int8 is calibrated on training rows, and its "
+                           f"label set ({rows.source}) has none; pass --labels with a label set that has them, or "
+                           "export without --quantize")
     encode = Bundle(tmp, threads=threads).encode  # the fp32 model's bundle: its tokenizer makes the feeds
     calibration = [encode([t])[:2] for t in rows.calibration] if static else None
     ops = quantize_onnx(fp32, int8, student, table_bits, calibration)

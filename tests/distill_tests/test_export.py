@@ -1,6 +1,7 @@
 """distill.export and distill.predict on tiny trained students: parity in each format, int8 kept or
 refused, bundles that still work after a move, and one-line errors for bad input."""
 
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -278,6 +279,20 @@ def test_a_static_int8_cnn_runs_a_batch_in_one_call_and_gives_each_text_what_it_
     for i, text in enumerate(mixed):
         alone_ids, alone_mask, _ = bundle.encode([text])
         np.testing.assert_array_equal(bundle.logits(alone_ids, alone_mask)[0], together[i])
+
+
+@needs_onnx
+def test_a_static_int8_export_without_training_rows_is_a_one_line_error(runs, onnx_bundles, tmp_path, monkeypatch,
+                                                                        capsys):
+    from distill.bundle.check import dev_rows
+
+    _reuse_onnx(monkeypatch, onnx_bundles["cnn"])
+    monkeypatch.setattr(export, "dev_rows", lambda *a: dataclasses.replace(dev_rows(*a), calibration=[]))
+    with pytest.raises(SystemExit) as e:
+        export.main([str(runs["cnn"]), "--output-dir", str(tmp_path / "b"), "--quantize", "int8"])
+    assert e.value.code == 2 and not (tmp_path / "b").exists()
+    err = capsys.readouterr().err
+    assert "calibrated on training rows" in err and "export without --quantize" in err and "Traceback" not in err
 
 
 @needs_onnx
