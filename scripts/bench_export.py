@@ -50,11 +50,11 @@ sys.path.insert(0, str(ROOT))
 from benchlib import publish
 
 from distill import export
-from distill.bundle.check import dev_rows, parity
+from distill.bundle.check import calibration_feeds, dev_rows, parity
 from distill.bundle.files import versions
 from distill.bundle.latency import rotated_latency
 from distill.bundle.onnx import quantize_onnx
-from distill.bundle.policy import STATIC
+from distill.bundle.policy import int8_batch_policy
 from distill.bundle.runtime import METADATA, Bundle
 from distill.data import compute_metric
 from distill.errors import DistillError
@@ -102,12 +102,10 @@ def int8_candidate(fp32_bundle: Path, out: Path, student: str, calibration_texts
     ship it (static students calibrated on the training rows; dynamic ones one text per call), for timing it."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(fp32_bundle, out)
-    static = student in STATIC
-    encode = Bundle(fp32_bundle).encode
-    feeds = [encode([t])[:2] for t in calibration_texts] if static else None
-    quantize_onnx(fp32_bundle / "model.onnx", out / "model.onnx", student, calibration=feeds)
+    quantize_onnx(fp32_bundle / "model.onnx", out / "model.onnx", student,
+                  calibration=calibration_feeds(fp32_bundle, student, calibration_texts))
     meta = json.loads((out / METADATA).read_text())
-    meta["batch_policy"] = "batch" if static else "row"
+    meta["batch_policy"] = int8_batch_policy(student)
     (out / METADATA).write_text(json.dumps(meta, indent=2))
     return out
 

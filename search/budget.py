@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 import students
-from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, PER_CHANNEL, STATIC, TABLE4_BLOCK
+from distill.bundle.policy import DEFAULT_INT8_OPS, INT8_OPS, TABLE4_BLOCK, per_channel
 from search.latency import RUNTIMES, latency_ms, runtime_label
 
 BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1, "int8-table4": 1}  # int8-table4: tables at 4 bits
@@ -135,7 +135,7 @@ def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
     if not precision.startswith("int8"):
         return model.num_parameters() * BYTES_PER_PARAM[precision]
     student = STUDENT_OF.get(type(model).__name__, "")
-    ops, per_channel = INT8_OPS.get(student, DEFAULT_INT8_OPS), student in PER_CHANNEL | STATIC
+    ops, channel_scales = INT8_OPS.get(student, DEFAULT_INT8_OPS), per_channel(student)
     seen, total = set(), 0
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
@@ -154,7 +154,7 @@ def parameter_bytes(model: torch.nn.Module, precision: str = "fp32") -> int:
                     or ("Conv" in ops and isinstance(module, torch.nn.Conv1d) and name == "weight")
                     or ("LSTM" in ops and isinstance(module, torch.nn.LSTM) and name.startswith("weight_")))
             # int8 weights: a byte each (per channel, with an fp32 scale and an int8 zero point per output row)
-            total += p.numel() + (5 * p.shape[0] if per_channel else 0) if int8 else 4 * p.numel()
+            total += p.numel() + (5 * p.shape[0] if channel_scales else 0) if int8 else 4 * p.numel()
     return total
 
 

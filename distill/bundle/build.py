@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.bundle.check import DevRows, dev_rows, parity, time_bundle
+from distill.bundle.check import DevRows, calibration_feeds, dev_rows, parity, time_bundle
 from distill.bundle.executorch import export_executorch
 from distill.bundle.files import render_readme, versions, write_tokenizer
 from distill.bundle.onnx import export_onnx, quantize_onnx
@@ -40,13 +40,14 @@ from distill.bundle.policy import (
     FP32_MAX_DIFF,
     INT8_MIN_AGREEMENT,
     INT8_OPS,
-    PER_CHANNEL,
     SLOWER_TOLERANCE,
     STATIC,
     TABLE4_BLOCK,
     TABLE_BITS,
+    int8_batch_policy,
     int8_is_slower,
     int8_slowdown,
+    per_channel,
 )
 from distill.bundle.runtime import BUNDLE_VERSION, EXTRAS, METADATA, Bundle, install_hint
 from distill.bundle.trace import length_limit, quiet
@@ -385,13 +386,11 @@ def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads
         raise DistillError(f"--quantize int8: the {student} student's int8 is calibrated on training rows, and its "
                            f"label set ({rows.source}) has none; pass --labels with a label set that has them, or "
                            "export without --quantize")
-    encode = Bundle(tmp, threads=threads).encode  # the fp32 model's bundle: its tokenizer makes the feeds
-    calibration = [encode([t])[:2] for t in rows.calibration] if static else None
-    ops = quantize_onnx(fp32, int8, student, table_bits, calibration)
+    ops = quantize_onnx(fp32, int8, student, table_bits, calibration_feeds(tmp, student, rows.calibration))
     os.replace(fp32, tmp / "model.fp32.onnx")
     os.replace(int8, fp32)  # the bundle reads model.onnx; try the int8 one there
     bundle = Bundle(tmp, threads=threads)
-    bundle.batch_policy = "batch" if static else "row"
+    bundle.batch_policy = int8_batch_policy(student)
     par = parity(bundle, model, rows)
     timing_length = meta["timing"]["length"]
     lat = time_bundle(bundle, timing_length)
@@ -417,7 +416,7 @@ def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads
     slower = int8_is_slower(lat, lat_fp32)
     times = (f"time ratio {slowdown:.2f}, the geometric mean over " + ", ".join(
         f"batch {k[1:]}: {lat[k]:.3f} vs {lat_fp32[k]:.3f} ms" for k in lat))
-    weights = "a scale per output channel" if student in PER_CHANNEL | STATIC else "one scale per tensor"
+    weights = "a scale per output channel" if per_channel(student) else "one scale per tensor"
     method = (f"onnxruntime.quantization.quantize_static (QDQ), QUInt8 activations at scales calibrated on "
               f"{len(rows.calibration)} training rows, QInt8 weights with {weights} (Conv, MatMul, Gemm)" if static
               else f"onnxruntime.quantization.quantize_dynamic, QInt8 weights with {weights} (MatMul, LSTM)")
@@ -442,7 +441,7 @@ def _quantize(tmp: Path, model, rows: DevRows, meta: dict, student: str, threads
     meta["quantization"] = {**q, "kept": True, "keep_int8": keep, "reason": kept_why if slower else (
         f"agrees, and is not slower overall (within {SLOWER_TOLERANCE:.0%} timing noise; {times})")}
     meta |= {"precision": "int8", "model_bytes": sizes["int8_bytes"], "parity": par, "latency_ms": lat,
-             "batch_policy": "batch" if static else "row",
+             "batch_policy": int8_batch_policy(student),
              "batch_policy_why": ("static int8: activation scales are fixed and accumulation is in integers, so a "
                                   "batch gives each text what it gets alone" if static else
                                   "dynamic int8 scales activations over the whole input: each text runs alone, "

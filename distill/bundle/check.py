@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.bundle.policy import CALIBRATION_ROWS, TIMING_BATCHES
+from distill.bundle.policy import CALIBRATION_ROWS, STATIC, TIMING_BATCHES
 from distill.bundle.runtime import Bundle
 from distill.errors import DistillError
 
@@ -56,6 +56,15 @@ def dev_rows(config: dict, labels_path: str | None, n: int) -> DevRows:
     return DevRows([tuple(dev.texts[i]) for i in idx], np.asarray(dev.labels)[idx],
                    ls.task.metric, Path(ls.path).name,  # a name: the bundle holds no local paths
                    [tuple(train[i]) for i in np.sort(pick)])
+
+
+def calibration_feeds(bundle_dir: Path, student: str, texts: list) -> list | None:
+    """(input_ids, attention_mask) of each text, one row at its own length through the bundle's tokenizer, for a
+    policy.STATIC student's calibration; None for the others (nothing to calibrate)."""
+    if student not in STATIC:
+        return None
+    encode = Bundle(bundle_dir).encode
+    return [encode([t])[:2] for t in texts]
 
 
 def bundle_and_student_logits(bundle: Bundle, model, texts: list, batch: int = 64):

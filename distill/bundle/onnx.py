@@ -1,4 +1,4 @@
-"""ONNX export of a student and ONNX Runtime dynamic int8.
+"""ONNX export of a student and its ONNX Runtime int8 (dynamic, or static for policy.STATIC students).
 
 The CNN and the transformer are traced (torch.export, then the dynamo ONNX exporter); the BiLSTM's graph is
 written from its weights (distill.bundle.onnx_bilstm: one bidirectional LSTM node per layer)."""
@@ -11,11 +11,11 @@ from pathlib import Path
 from distill.bundle.policy import (
     DEFAULT_INT8_OPS,
     INT8_OPS,
-    PER_CHANNEL,
     STATIC,
     STATIC_OPS,
     TABLE4_BLOCK,
     TABLE4_SYMMETRIC,
+    per_channel,
 )
 from distill.bundle.trace import example_inputs, length_limit, quiet
 from distill.errors import DistillError
@@ -140,7 +140,7 @@ def quantize_onnx(src: Path, dst: Path, student: str, table_bits: int = 8,
 
         with quiet():
             quantize_dynamic(model, str(dst), op_types_to_quantize=[o for o in ops if o != "Gather"],
-                             weight_type=QuantType.QInt8, per_channel=student in PER_CHANNEL,
+                             weight_type=QuantType.QInt8, per_channel=per_channel(student),
                              extra_options={"MatMulConstBOnly": True})
     if "Gather" in ops:
         (_table_to_4_bits if table_bits == 4 else _table_to_int8_rows)(dst)
