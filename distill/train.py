@@ -131,6 +131,10 @@ class TrainArgs(AugmentFlags, DataFlags):
     rows: str = field(default="all", metadata=_help(
         "training rows of the label set: 'all', or 'original' (leave out augmented and transfer "
         "rows, to measure what augmentation adds)"))
+    original_repeats: int = field(default=1, metadata=_help(
+        "with augmented or transfer rows: each original row appears this many times per pass over the "
+        "training rows (1: once, as in Tang et al.; with 20 copies per text the real texts are then 1 row "
+        "in 21)"))
     output_dir: str | None = field(default=None, metadata=_help(
         "where the run goes; default runs/<task>-<student>"))
     tokenizer: str = field(default="teacher", metadata=_help(
@@ -221,6 +225,7 @@ class TrainArgs(AugmentFlags, DataFlags):
         checks = [
             (self.tokenizer in ("teacher", "word"), "--tokenizer must be 'teacher' or 'word'"),
             (self.rows in ("all", "original"), "--rows must be 'all' or 'original'"),
+            (self.original_repeats >= 1, f"--original-repeats {self.original_repeats} must be 1 or more"),
             (self.embedding_init in INITS, f"--embedding-init must be one of: {', '.join(INITS)}"),
             (self.loss in LOSSES, f"--loss must be one of: {', '.join(LOSSES)}"),
             (0.0 <= self.alpha <= 1.0, f"--alpha {self.alpha} is outside [0, 1]"),
@@ -334,9 +339,13 @@ def training_rows(args: TrainArgs, ls: LabelSet, tok) -> tuple:
     """The rows to train on, tokenized, and how many came from each origin (train, augmented, transfer)."""
     train = ls.encode("train", tok)
     counts = np.bincount(ls.origin["train"], minlength=3)
+    original = np.flatnonzero(ls.origin["train"] == 0)
     if args.rows == "original":
-        train = train.select(np.flatnonzero(ls.origin["train"] == 0))
+        train = train.select(original)
         counts[1:] = 0
+    elif args.original_repeats > 1 and counts[1:].sum() > 0:
+        extra = np.tile(original, args.original_repeats - 1)
+        train = train.select(np.concatenate([np.arange(len(train)), extra]))
     return train, counts
 
 
@@ -412,7 +421,9 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
           f"{tok.kind} tokenizer ({tok.vocab_size:,} tokens), embeddings {init}"
           + (" (frozen)" if args.freeze_embeddings else "") + "; "
           f"{len(train):,} training rows ({counts[0]:,} original, {counts[1]:,} augmented, "
-          f"{counts[2]:,} transfer) from {ls.path} "
+          f"{counts[2]:,} transfer"
+          + (f"; the original rows {args.original_repeats}x" if len(train) > counts.sum() else "")
+          + f") from {ls.path} "
           + ("(gold labels only)" if ls.teacher.get("gold_only") else f"(teacher {ls.teacher.get('name')})"))
 
     summary = teacher_summary(ls)
@@ -453,6 +464,7 @@ def _run(args: TrainArgs, device: torch.device, out: Path, state: str) -> dict:
         student_length=max(1, int(np.median(dev.lengths))), student_metric=metric,
         agreement=agreement, repeats=args.latency_repeats,
         extra={"training": {"rows": len(train), "rows_by_origin": dict(zip(ORIGINS, counts.tolist())),
+                            "original_repeats": args.original_repeats,
                             "epochs": epochs, "steps": result.steps, "best_epoch": result.best_epoch,
                             "history": result.history, "seconds": round(result.seconds, 1),
                             "loss": args.loss, "alpha": args.alpha, "embedding_init": init,

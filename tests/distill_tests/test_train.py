@@ -317,3 +317,29 @@ def test_report_shows_each_metric_in_its_convention_and_both_speedups():
         assert f"| {shown} | {delta} |" in student and "| 5.0x | 20.0x |" in student, student
         assert "x faster than the teacher, cpu b1" in md and "x faster than BERT-base, cpu b1" in md
         assert "Δ vs teacher" in md and "drop (points)" not in md
+
+
+def test_original_repeats_show_the_original_rows_that_many_times_per_pass():
+    from types import SimpleNamespace
+
+    from distill.data.batching import Encoded
+    from distill.train import parse_args, training_rows
+
+    origin = np.array([0, 1, 1, 0, 2, 1])  # two original rows among augmented and transfer ones
+    tokens = np.arange(6, dtype=np.int64)
+    rows = Encoded(tokens, np.arange(7, dtype=np.int64), np.arange(6), np.zeros((6, 2), np.float32), False, 0)
+    ls = SimpleNamespace(origin={"train": origin}, encode=lambda split, tok: rows)
+    train, counts = training_rows(parse_args(["--original-repeats", "3"]), ls, None)
+    assert sorted(train.labels.tolist()) == [0, 0, 0, 1, 2, 3, 3, 3, 4, 5] and counts.tolist() == [2, 3, 1]
+    assert len(training_rows(parse_args([]), ls, None)[0]) == 6
+    assert training_rows(parse_args(["--original-repeats", "3", "--rows", "original"]), ls, None)[0].labels.tolist() \
+        == [0, 3]
+    only_original = SimpleNamespace(origin={"train": np.zeros(6, int)}, encode=lambda split, tok: rows)
+    assert len(training_rows(parse_args(["--original-repeats", "3"]), only_original, None)[0]) == 6  # nothing to offset
+
+
+def test_original_repeats_below_one_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        run_main(["--original-repeats", "0"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "--original-repeats 0 must be 1 or more" in err and "\n" not in err
